@@ -1,0 +1,115 @@
+"""The `kdscope` command: thin wrappers that parse, call the Python API and print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from kdscope import __version__, zoo
+from kdscope.augment import Augment
+from kdscope.data import VARIANTS, load_dataset
+from kdscope.data.preview import preview_grid, save_png
+from kdscope.train import TrainConfig, train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kdscope")
+def main() -> None:
+    """kdscope: build compressed versions of a teacher model and audit what each one kept."""
+
+
+@main.group()
+def data() -> None:
+    """Inspect datasets."""
+
+
+@data.command("preview")
+@click.option("--data", "data_spec", default="probeworld", show_default=True,
+              help="probeworld, digits, a folder of class sub-folders, or an .npz file.")
+@click.option("--variants", default="all", show_default=True,
+              help=f"ProbeWorld variants to show, comma-separated, or 'all' ({', '.join(VARIANTS)}).")
+@click.option("--columns", default=10, show_default=True, type=click.IntRange(1, 64))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("preview.png"),
+              show_default=True)
+def data_preview(data_spec: str, variants: str, columns: int, seed: int, out: Path) -> None:
+    """Write a PNG grid of a dataset (and ProbeWorld's variants), with ground-truth masks outlined."""
+    if data_spec == "probeworld":
+        chosen = VARIANTS if variants == "all" else tuple(v.strip() for v in variants.split(","))
+        unknown = [v for v in chosen if v not in VARIANTS]
+        if unknown:
+            raise click.BadParameter(f"unknown variant(s) {unknown}; choose from {VARIANTS}", param_hint="--variants")
+        rows = {v: load_dataset(f"probeworld:{v}", split="test", n=columns, seed=seed) for v in chosen}
+    else:
+        rows = {data_spec: _load(data_spec, "test", columns, None, seed)}
+    click.echo(save_png(out, preview_grid(rows, columns=columns)))
+
+
+@main.command("train")
+@click.option("--arch", type=click.Choice(sorted(zoo.ARCHITECTURES)), required=True)
+@click.option("--width", type=click.IntRange(1), default=None, help="Base channel width (architecture default).")
+@click.option("--data", "data_spec", default="probeworld", show_default=True)
+@click.option("--eval-data", "eval_spec", default=None, help="Evaluation data (default: the test split of --data).")
+@click.option("--n-train", type=click.IntRange(1), default=None, help="Cap on training images.")
+@click.option("--epochs", type=click.IntRange(1), default=12, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
+@click.option("--lr", type=float, default=0.05, show_default=True)
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option("--grad-clip", type=float, default=None)
+@click.option("--colour-jitter/--no-colour-jitter", default=False, show_default=True,
+              help="Colour jitter (any hue) + random crop + flip.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--name", default=None, help="Model name (default: the architecture).")
+@click.option("--role", default="other", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def train_command(arch: str, width: int | None, data_spec: str, eval_spec: str | None, n_train: int | None,
+                  epochs: int, batch_size: int, optimizer: str, lr: float, label_smoothing: float,
+                  grad_clip: float | None, colour_jitter: bool, seed: int, name: str | None, role: str,
+                  resume: bool, quiet: bool, out: Path) -> None:
+    """Train a zoo architecture and write OUT/NAME.pt + OUT/NAME.json."""
+    train_data = _load(data_spec, "train", n_train, None, seed)
+    eval_data = _load(eval_spec or data_spec, "test", None, None, seed)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                         label_smoothing=label_smoothing, grad_clip=grad_clip, seed=seed,
+                         augment=Augment.colour_jitter() if colour_jitter else Augment())
+    kwargs = {"width": width} if width else {}
+    model = zoo.build(arch, train_data.num_classes, seed=seed, in_channels=train_data.image_shape[0], **kwargs)
+    name = name or arch
+    result = train(model, train_data, config, eval_data=eval_data, checkpoint=out / f"{name}.pt", resume=resume,
+                   progress=not quiet, name=name, role=role)
+    click.echo(json.dumps({"checkpoint": str(out / f"{name}.pt"), **result.metrics,
+                           "seconds": round(result.seconds, 1)}))
+
+
+@main.command("demo")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"),
+              show_default=True)
+@click.option("--fresh", is_flag=True, help="Retrain instead of reusing cached checkpoints.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo_command(out: Path, fresh: bool, quiet: bool) -> None:
+    """Train the ProbeWorld teacher and a student alone, and print their test accuracy."""
+    from kdscope.demo import run_demo
+
+    summary = run_demo(out, fresh=fresh, progress=not quiet)
+    click.echo(f"\n{'model':<16}{'role':<22}{'test accuracy':>14}{'train s':>10}  checkpoint")
+    for name, row in summary.items():
+        note = " (cached)" if row["cached"] else ""
+        click.echo(f"{name:<16}{row['role']:<22}{row['accuracy']:>14.2%}{row['seconds']:>10.1f}  "
+                   f"{row['checkpoint']}{note}")
+
+
+def _load(spec: str, split: str, n: int | None, size: int | None, seed: int):
+    try:
+        return load_dataset(spec, split=split, n=n, size=size, seed=seed)
+    except (ValueError, FileNotFoundError, KeyError, TypeError) as error:
+        raise click.UsageError(str(error)) from error
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Subject: one model under audit, with its normalisation, device, role and a guard that leaves it unchanged.
+
+Everything downstream (explainers, attacks, metrics) receives a Subject, never a bare module. Images enter as raw
+float32 NCHW in [0, 1]; the Subject normalises them, runs the model in eval mode and hands back logits.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+ROLES = ("teacher", "student", "independent_student", "pruned", "quantized", "other")
+_HOOK_DICTS = (
+    "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+    "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called",
+)
+
+
+class ProbabilityOutputError(ValueError):
+    """The model returned probabilities where kdscope needs logits."""
+
+
+class Subject:
+    """A model plus what is needed to run it correctly: normalisation, input range, device, role, gradient twin."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        name: str = "model",
+        role: str = "other",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        input_range: tuple[float, float] = (0.0, 1.0),
+        device: str | torch.device | None = None,
+        twin: nn.Module | None = None,
+        class_names: Sequence[str] | None = None,
+        metadata: dict | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Subject needs a torch.nn.Module, got {type(model).__name__}")
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        low, high = map(float, input_range)
+        if not low < high:
+            raise ValueError(f"input_range must be (low, high) with low < high, got {input_range}")
+        self.model, self.twin, self.name, self.role = model, twin, str(name), role
+        self.input_range = (low, high)
+        self.device = _model_device(model, device)
+        self.class_names = tuple(class_names) if class_names is not None else None
+        self.metadata = dict(metadata or {})
+        self.mean = _channel_vector(mean, "mean", self.device)
+        self.std = _channel_vector(std, "std", self.device)
+        if self.std is not None and bool((self.std <= 0).any()):
+            raise ValueError(f"std must be positive in every channel, got {std}")
+
+    def __repr__(self) -> str:
+        return f"Subject(name={self.name!r}, role={self.role!r}, model={type(self.model).__name__}, device={self.device})"
+
+    @property
+    def gradient_model(self) -> nn.Module:
+        """The module gradients are taken from: the differentiable twin when there is one (int8), else the model."""
+        return self.twin if self.twin is not None else self.model
+
+    @property
+    def gradient_source(self) -> str:
+        return "twin" if self.twin is not None else "model"
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw [0, 1] images -> the model's input space (out of place)."""
+        if self.mean is not None:
+            x = x - self.mean
+        if self.std is not None:
+            x = x / self.std
+        return x
+
+    @contextmanager
+    def guard(self) -> Iterator[Subject]:
+        """Eval mode inside; on exit (also after an exception) restore every module's mode, remove every hook added
+        inside, and restore parameters' requires_grad flags.
+
+        Modes are set per module rather than through `train()`, which torch.export programs refuse (their graph
+        already fixes the mode)."""
+        modules = _all_modules(self.model, self.twin)
+        modes = [m.training for m in modules]
+        hooks = [{name: set(getattr(m, name, {}) or {}) for name in _HOOK_DICTS} for m in modules]
+        params = [p for m in modules for p in m.parameters(recurse=False)]
+        requires_grad = [p.requires_grad for p in params]
+        for m in modules:
+            m.training = False
+        try:
+            yield self
+        finally:
+            for m, mode, before in zip(modules, modes, hooks):
+                m.training = mode
+                for name, keys in before.items():
+                    current = getattr(m, name, None)
+                    if current:
+                        for key in [k for k in current if k not in keys]:
+                            del current[key]
+            for p, flag in zip(params, requires_grad):
+                p.requires_grad_(flag)
+
+    def logits(self, x: torch.Tensor, *, use_twin: bool = False) -> torch.Tensor:
+        """Validated raw images -> logits, in eval mode. Gradients flow to `x` when it requires them."""
+        self.check_images(x)
+        module = self.gradient_model if use_twin else self.model
+        with self.guard():
+            out = module(self.normalize(x.to(self.device)))
+        check_logits(out, self.name)
+        return out
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Top-1 class per image, batched, without gradients."""
+        return torch.cat([self.logits(x[i : i + batch_size]).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+
+    @torch.no_grad()
+    def evaluate(self, data: torch.utils.data.Dataset, batch_size: int = 256) -> dict[str, float]:
+        """Accuracy and mean cross-entropy on an ImageSet."""
+        correct, loss, n = 0, 0.0, 0
+        for x, y in data.batches(batch_size):
+            out = self.logits(x)
+            y = y.to(out.device)
+            correct += int((out.argmax(1) == y).sum())
+            loss += float(nn.functional.cross_entropy(out.float(), y, reduction="sum"))
+            n += len(y)
+        if n == 0:
+            raise ValueError("cannot evaluate on an empty dataset")
+        return {"accuracy": correct / n, "loss": loss / n, "n": n}
+
+    def layers(self) -> dict[str, nn.Module]:
+        """Every named submodule (hookable by name), in definition order."""
+        return {name: m for name, m in self.model.named_modules() if name}
+
+    def layer(self, name: str) -> nn.Module:
+        layers = self.layers()
+        if name not in layers:
+            close = difflib.get_close_matches(name, list(layers), n=3)
+            hint = f" Did you mean {close}?" if close else f" Available: {list(layers)[:20]}"
+            raise KeyError(f"{self.name} has no layer {name!r}.{hint}")
+        return layers[name]
+
+    @contextmanager
+    def capture(self, names: Sequence[str], *, detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+        """Record the outputs of the named layers during forward passes inside the block; hooks always removed."""
+        store: dict[str, torch.Tensor] = {}
+        handles = []
+        try:
+            for name in names:
+                def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor, name: str = name) -> None:
+                    store[name] = output.detach() if detach else output
+                handles.append(self.layer(name).register_forward_hook(hook))
+            yield store
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def check_images(self, x: torch.Tensor) -> None:
+        """Raise a ValueError/TypeError that names the fix when `x` is not a valid raw image batch."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(x).__name__}; use torch.from_numpy(...)")
+        if x.dtype != torch.float32:
+            raise TypeError(f"images must be float32 in [0, 1], got {x.dtype}; convert with x.float() (and /255 for uint8)")
+        if x.ndim != 4:
+            raise ValueError(f"images must be a 4-D NCHW batch, got shape {tuple(x.shape)}; add a batch axis with x[None]")
+        if len(x) == 0:
+            raise ValueError("images batch is empty")
+        if self.mean is not None and x.shape[1] != len(self.mean.flatten()):
+            raise ValueError(f"{self.name} expects {len(self.mean.flatten())} channels (NCHW), got shape {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("images contain NaN or inf values")
+        low, high = self.input_range
+        lo, hi = float(x.min()), float(x.max())
+        if lo < low - 1e-6 or hi > high + 1e-6:
+            raise ValueError(
+                f"images must be raw values in [{low}, {high}], got [{lo:.3g}, {hi:.3g}]; pass un-normalised images "
+                "(the Subject applies its own mean/std), e.g. uint8 / 255"
+            )
+
+
+def check_logits(out: torch.Tensor, name: str = "model") -> None:
+    """Refuse outputs that are not a (N, classes) logit matrix, in particular softmax probabilities."""
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{name} must return a (batch, classes) logit tensor, got {shape}")
+    if out.shape[1] < 2:
+        raise ValueError(f"{name} returns {out.shape[1]} output; kdscope needs one logit per class (>= 2)")
+    with torch.no_grad():
+        probabilities = bool((out >= 0).all() and (out <= 1).all()) and bool(
+            torch.allclose(out.float().sum(1), torch.ones(len(out), device=out.device), atol=1e-3)
+        )
+    if probabilities:
+        raise ProbabilityOutputError(
+            f"{name} appears to output probabilities (non-negative rows that sum to 1). kdscope needs logits: remove "
+            "the final softmax layer, or wrap the model so it returns log-probabilities (torch.log of its output)."
+        )
+
+
+def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    tensor = next(iter(model.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(model.buffers()), None)
+    actual = tensor.device if tensor is not None else torch.device("cpu")
+    if device is not None and torch.device(device) != actual and not (
+        torch.device(device).type == actual.type and torch.device(device).index is None
+    ):
+        raise ValueError(f"the model's parameters are on {actual}, not {device}; call model.to({str(device)!r}) first")
+    return actual
+
+
+def _channel_vector(values: Sequence[float] | None, what: str, device: torch.device) -> torch.Tensor | None:
+    if values is None:
+        return None
+    tensor = torch.as_tensor(values, dtype=torch.float32, device=device).flatten()
+    if tensor.numel() == 0 or not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{what} must be a finite value per channel, got {values}")
+    return tensor.view(1, -1, 1, 1)
+
+
+def _all_modules(*roots: nn.Module | None) -> list[nn.Module]:
+    seen: dict[int, nn.Module] = {}
+    for root in roots:
+        if root is not None:
+            for m in root.modules():
+                seen.setdefault(id(m), m)
+    return list(seen.values())

@@ -1,0 +1,42 @@
+"""Shared fixtures: a private ProbeWorld cache per test session, and tiny data and models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from kdscope import zoo
+from kdscope.data import probeworld
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the user's ~/.cache out of the tests."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("KDSCOPE_CACHE", str(tmp_path_factory.mktemp("kdscope-cache")))
+    yield
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_world():
+    """(train, test) ProbeWorld sets at 16x16, small enough for seconds-long training."""
+    return probeworld(300, split="train", size=16), probeworld(100, split="test", size=16)
+
+
+@pytest.fixture
+def tiny_resnet() -> nn.Module:
+    return zoo.build("resnet", 10, seed=0, width=4, blocks=1)
+
+
+def parameters_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Bit-exact copies of every parameter and buffer."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_unchanged(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
+    state = model.state_dict()
+    assert state.keys() == snapshot.keys()
+    for key, value in snapshot.items():
+        assert torch.equal(state[key], value), f"{key} changed"
