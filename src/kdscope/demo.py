@@ -42,9 +42,9 @@ class DemoRecipe:
 
 
 def run_demo(out: str | Path = "runs/demo", *, fresh: bool = False, progress: bool = True,
-             recipe: DemoRecipe = DemoRecipe()) -> dict[str, dict]:
+             recipe: DemoRecipe | None = None) -> dict[str, dict]:
     """Train (or reuse) every demo model and return {name: {"accuracy", "seconds", "checkpoint", "cached"}}."""
-    out = Path(out)
+    out, recipe = Path(out), recipe or DemoRecipe()
     train_data = probeworld(recipe.train_images, split="train", seed=recipe.seed)
     test_data = probeworld(recipe.test_images, split="test", seed=recipe.seed)
     summary = {}

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,7 +104,9 @@ def _from_factory(reference: str, weights: str | Path | None, trust: bool) -> nn
 def _from_file(path: Path, trust: bool) -> nn.Module:
     kind = _archive_kind(path)
     if kind == "torchscript":
-        return torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu").eval()
     if kind == "export":
         return torch.export.load(str(path)).module()
     state = torch.load(path, map_location="cpu", weights_only=False) if trust else load_state_dict(path)

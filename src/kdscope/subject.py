@@ -59,7 +59,8 @@ class Subject:
             raise ValueError(f"std must be positive in every channel, got {std}")
 
     def __repr__(self) -> str:
-        return f"Subject(name={self.name!r}, role={self.role!r}, model={type(self.model).__name__}, device={self.device})"
+        model = type(self.model).__name__
+        return f"Subject(name={self.name!r}, role={self.role!r}, model={model}, device={self.device})"
 
     @property
     def gradient_model(self) -> nn.Module:
@@ -165,17 +166,22 @@ class Subject:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"images must be a torch.Tensor, got {type(x).__name__}; use torch.from_numpy(...)")
         if x.dtype != torch.float32:
-            raise TypeError(f"images must be float32 in [0, 1], got {x.dtype}; convert with x.float() (and /255 for uint8)")
+            raise TypeError(
+                f"images must be float32 in [0, 1], got {x.dtype}; convert with x.float() (and /255 for uint8)"
+            )
         if x.ndim != 4:
-            raise ValueError(f"images must be a 4-D NCHW batch, got shape {tuple(x.shape)}; add a batch axis with x[None]")
+            raise ValueError(
+                f"images must be a 4-D NCHW batch, got shape {tuple(x.shape)}; add a batch axis with x[None]"
+            )
         if len(x) == 0:
             raise ValueError("images batch is empty")
         if self.mean is not None and x.shape[1] != len(self.mean.flatten()):
-            raise ValueError(f"{self.name} expects {len(self.mean.flatten())} channels (NCHW), got shape {tuple(x.shape)}")
-        if not bool(torch.isfinite(x).all()):
+            channels = len(self.mean.flatten())
+            raise ValueError(f"{self.name} expects {channels} channels (NCHW), got shape {tuple(x.shape)}")
+        if not bool(torch.isfinite(x.detach()).all()):
             raise ValueError("images contain NaN or inf values")
         low, high = self.input_range
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = float(x.detach().min()), float(x.detach().max())
         if lo < low - 1e-6 or hi > high + 1e-6:
             raise ValueError(
                 f"images must be raw values in [{low}, {high}], got [{lo:.3g}, {hi:.3g}]; pass un-normalised images "

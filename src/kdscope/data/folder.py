@@ -65,7 +65,9 @@ def npz_images(path: str | Path, *, images_key: str = "images", labels_key: str 
             raise KeyError(f"{path} lacks array(s) {missing}; it has {f.files}. Pass images_key=/labels_key=")
         images, labels = f[images_key], f[labels_key]
     if images.ndim != 4 or (images.shape[1] not in (1, 3) and images.shape[3] not in (1, 3)):
-        raise ValueError(f"{path}:{images_key} must be (N, H, W, C) or (N, C, H, W) with C in (1, 3), got {images.shape}")
+        raise ValueError(
+            f"{path}:{images_key} must be (N, H, W, C) or (N, C, H, W) with C in (1, 3), got {images.shape}"
+        )
     if images.shape[1] not in (1, 3):
         images = images.transpose(0, 3, 1, 2)
     if images.dtype == np.uint8:

@@ -189,7 +189,9 @@ def _render(scene: dict[str, np.ndarray], spec: ProbeWorldSpec) -> tuple[np.ndar
         patch = _hsv_to_rgb(hue, np.ones(n), np.ones(n))
         image[:, :, 1 : 1 + _PATCH, 1 : 1 + _PATCH] = patch[:, :, None, None]
 
-    noise = np.stack([np.random.default_rng(seed).standard_normal((3, s, s), np.float32) for seed in scene["noise_seed"]])
+    noise = np.stack(
+        [np.random.default_rng(seed).standard_normal((3, s, s), np.float32) for seed in scene["noise_seed"]]
+    )
     image = np.clip(image + spec.noise * noise, 0.0, 1.0)
     return image, coverage >= 0.5
 

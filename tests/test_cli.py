@@ -1,0 +1,49 @@
+import json
+
+import cv2
+from click.testing import CliRunner
+
+from kdscope import __version__, demo
+from kdscope.cli import main
+from kdscope.data import VARIANTS
+from tests.test_demo import _tiny_recipe
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_data_preview_writes_a_grid_of_every_variant(tmp_path):
+    out = tmp_path / "grid.png"
+    result = CliRunner().invoke(main, ["data", "preview", "--columns", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    image = cv2.imread(str(out))
+    assert image.shape[0] == len(VARIANTS) * (16 + 32 * 3 + 4) and image.shape[1] == 4 * (32 * 3 + 4)
+
+
+def test_data_preview_rejects_unknown_variant(tmp_path):
+    result = CliRunner().invoke(main, ["data", "preview", "--variants", "sepia", "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and "sepia" in result.output
+
+
+def test_train_writes_a_loadable_checkpoint(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--arch", "student", "--width", "2", "--data", "digits",
+                                       "--epochs", "1", "--quiet", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert (tmp_path / "student.pt").exists() and 0.0 <= summary["accuracy"] <= 1.0
+
+
+def test_train_bad_data_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--arch", "student", "--data", str(tmp_path / "none"),
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown data" in result.output
+
+
+def test_demo_prints_the_accuracy_table(tmp_path, monkeypatch):
+    recipe = _tiny_recipe()
+    monkeypatch.setattr(demo, "DemoRecipe", lambda: recipe)
+    result = CliRunner().invoke(main, ["demo", "--quiet", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "teacher" in result.output and "student_alone" in result.output and "%" in result.output

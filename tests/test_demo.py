@@ -1,0 +1,29 @@
+import pytest
+
+from kdscope import demo
+from kdscope.augment import Augment
+from kdscope.train import TrainConfig
+
+
+def _tiny_recipe() -> demo.DemoRecipe:
+    config = TrainConfig(epochs=1, batch_size=64, augment=Augment.colour_jitter())
+    return demo.DemoRecipe(train_images=200, test_images=60, models=(
+        demo.DemoModel("teacher", "teacher", "resnet", {"width": 4, "blocks": 1}, config),
+        demo.DemoModel("student_alone", "independent_student", "student", {"width": 2}, config),
+    ))
+
+
+def test_demo_trains_then_reuses_matching_checkpoints(tmp_path):
+    first = demo.run_demo(tmp_path, progress=False, recipe=_tiny_recipe())
+    assert set(first) == {"teacher", "student_alone"} and not any(r["cached"] for r in first.values())
+    second = demo.run_demo(tmp_path, progress=False, recipe=_tiny_recipe())
+    assert all(r["cached"] for r in second.values())
+    for name in first:
+        assert second[name]["accuracy"] == pytest.approx(first[name]["accuracy"])
+        assert second[name]["seconds"] == pytest.approx(first[name]["seconds"])
+    changed = _tiny_recipe()
+    changed = demo.DemoRecipe(train_images=changed.train_images, test_images=changed.test_images, seed=1,
+                              models=changed.models)
+    assert not any(r["cached"] for r in demo.run_demo(tmp_path, progress=False, recipe=changed).values())
+    assert not any(r["cached"] for r in demo.run_demo(tmp_path, progress=False, fresh=True,
+                                                      recipe=_tiny_recipe()).values())
