@@ -47,3 +47,24 @@ def test_demo_prints_the_accuracy_table(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["demo", "--quiet", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "teacher" in result.output and "student_alone" in result.output and "%" in result.output
+
+
+def test_evaluate_loads_a_checkpoint_and_refuses_untrusted_pickles(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", "--arch", "student", "--width", "2", "--data", "digits", "--epochs", "1",
+                                "--quiet", "--out", str(tmp_path)]).exit_code == 0
+    result = runner.invoke(main, ["evaluate", "--model", str(tmp_path / "student.pt"), "--data", "digits"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output)
+    assert row["accuracy_ci95"][0] <= row["accuracy"] <= row["accuracy_ci95"][1] and row["n"] == 450
+
+    import torch
+
+    from kdscope.loading import load_subject
+
+    torch.save(load_subject(tmp_path / "student.pt").model, tmp_path / "whole.pt")
+    refused = runner.invoke(main, ["evaluate", "--model", str(tmp_path / "whole.pt"), "--data", "digits"])
+    assert refused.exit_code == 1 and "--trust-checkpoint" in refused.output
+    trusted = runner.invoke(main, ["evaluate", "--model", str(tmp_path / "whole.pt"), "--data", "digits",
+                                   "--trust-checkpoint", "--mean", "0.5,0.5,0.5", "--std", "0.3,0.3,0.3"])
+    assert trusted.exit_code == 0, trusted.output

@@ -75,4 +75,4 @@ def _random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> t
     dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
-    return padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    return padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2).contiguous()

@@ -87,6 +87,35 @@ def train_command(arch: str, width: int | None, data_spec: str, eval_spec: str |
                            "seconds": round(result.seconds, 1)}))
 
 
+@main.command("evaluate")
+@click.option("--model", "reference", required=True,
+              help="kdscope checkpoint, TorchScript file, .pt2 export archive, or package.module:function.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="state_dict for a module:function model.")
+@click.option("--data", "data_spec", default="probeworld", show_default=True)
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option("--n", type=click.IntRange(1), default=None, help="Cap on images.")
+@click.option("--mean", type=str, default=None, help="Per-channel mean, comma-separated (overrides the checkpoint).")
+@click.option("--std", type=str, default=None, help="Per-channel std, comma-separated (overrides the checkpoint).")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling (runs code from the file).")
+def evaluate_command(reference: str, weights: str | None, data_spec: str, split: str, n: int | None,
+                     mean: str | None, std: str | None, trust_checkpoint: bool) -> None:
+    """Load any model as a Subject and print its accuracy with a 95% bootstrap interval."""
+    from kdscope.loading import load_subject
+    from kdscope.stats import bootstrap_ci
+
+    data_set = _load(data_spec, split, n, None, 0)
+    try:
+        subject = load_subject(reference, weights=weights, mean=_floats(mean), std=_floats(std),
+                               trust=trust_checkpoint)
+        correct = (subject.predict(data_set.images()) == data_set.targets()).numpy()
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from error
+    accuracy, low, high = bootstrap_ci(correct)
+    click.echo(json.dumps({"model": subject.name, "data": data_spec, "n": len(correct), "accuracy": accuracy,
+                           "accuracy_ci95": [low, high]}))
+
+
 @main.command("demo")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"),
               show_default=True)
@@ -94,14 +123,28 @@ def train_command(arch: str, width: int | None, data_spec: str, eval_spec: str |
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo_command(out: Path, fresh: bool, quiet: bool) -> None:
     """Train the ProbeWorld teacher and a student alone, and print their test accuracy."""
-    from kdscope.demo import run_demo
+    from kdscope.demo import accuracy_gap, run_demo
 
     summary = run_demo(out, fresh=fresh, progress=not quiet)
-    click.echo(f"\n{'model':<16}{'role':<22}{'test accuracy':>14}{'train s':>10}  checkpoint")
+    click.echo(f"\n{'model':<16}{'role':<22}{'test accuracy [95% CI]':>26}{'train s':>9}  checkpoint")
     for name, row in summary.items():
+        low, high = row["accuracy_ci"]
+        accuracy = f"{row['accuracy']:.2%} [{low:.1%}, {high:.1%}]"
         note = " (cached)" if row["cached"] else ""
-        click.echo(f"{name:<16}{row['role']:<22}{row['accuracy']:>14.2%}{row['seconds']:>10.1f}  "
-                   f"{row['checkpoint']}{note}")
+        click.echo(f"{name:<16}{row['role']:<22}{accuracy:>26}{row['seconds']:>9.1f}  {row['checkpoint']}{note}")
+    if {"teacher", "student_alone"} <= summary.keys():
+        gap, low, high = accuracy_gap(summary["teacher"], summary["student_alone"])
+        n = len(summary["teacher"]["correct"])
+        click.echo(f"\nteacher - student gap: {100 * gap:.1f} points [{100 * low:.1f}, {100 * high:.1f}] "
+                   f"(paired bootstrap over {n} test images): room for distillation to show.")
+
+def _floats(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError as error:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from error
 
 
 def _load(spec: str, split: str, n: int | None, size: int | None, seed: int):

@@ -14,6 +14,7 @@ from kdscope.augment import Augment
 from kdscope.checkpoint import checkpoint_paths, read_metadata
 from kdscope.data import probeworld
 from kdscope.loading import load_subject
+from kdscope.stats import bootstrap_ci
 from kdscope.train import TrainConfig, train
 
 
@@ -35,15 +36,16 @@ class DemoRecipe:
     seed: int = 0
     models: tuple[DemoModel, ...] = field(default_factory=lambda: (
         DemoModel("teacher", "teacher", "resnet", {"width": 16, "blocks": 1},
-                  TrainConfig(epochs=12, lr=0.05, augment=Augment.colour_jitter())),
-        DemoModel("student_alone", "independent_student", "student", {"width": 8},
-                  TrainConfig(epochs=12, lr=0.05, augment=Augment.colour_jitter())),
+                  TrainConfig(epochs=20, lr=0.05, augment=Augment.colour_jitter())),
+        DemoModel("student_alone", "independent_student", "student", {"width": 5, "blocks": 2},
+                  TrainConfig(epochs=20, lr=0.05, augment=Augment.colour_jitter())),
     ))
 
 
 def run_demo(out: str | Path = "runs/demo", *, fresh: bool = False, progress: bool = True,
              recipe: DemoRecipe | None = None) -> dict[str, dict]:
-    """Train (or reuse) every demo model and return {name: {"accuracy", "seconds", "checkpoint", "cached"}}."""
+    """Train (or reuse) every demo model; returns {name: {"accuracy", "accuracy_ci", "correct" (per test image),
+    "seconds", "checkpoint", "cached"}}."""
     out, recipe = Path(out), recipe or DemoRecipe()
     train_data = probeworld(recipe.train_images, split="train", seed=recipe.seed)
     test_data = probeworld(recipe.test_images, split="test", seed=recipe.seed)
@@ -59,9 +61,16 @@ def run_demo(out: str | Path = "runs/demo", *, fresh: bool = False, progress: bo
             result = train(model, train_data, spec.config, eval_data=test_data, checkpoint=path,
                            progress=progress, name=spec.name, role=spec.role)
             subject, seconds = load_subject(path), result.seconds
-        summary[spec.name] = {"role": spec.role, "accuracy": subject.evaluate(test_data)["accuracy"],
-                              "seconds": seconds, "checkpoint": str(path), "cached": cached}
+        correct = (subject.predict(test_data.images()) == test_data.targets()).numpy()
+        accuracy, low, high = bootstrap_ci(correct)
+        summary[spec.name] = {"role": spec.role, "accuracy": accuracy, "accuracy_ci": [low, high],
+                              "correct": correct, "seconds": seconds, "checkpoint": str(path), "cached": cached}
     return summary
+
+
+def accuracy_gap(better: dict, worse: dict) -> tuple[float, float, float]:
+    """Paired difference in accuracy (same test images) with its bootstrap interval."""
+    return bootstrap_ci(better["correct"].astype(float) - worse["correct"].astype(float))
 
 
 def _matches(path: Path, spec: DemoModel, data_description: dict) -> bool:

@@ -31,7 +31,7 @@ from kdscope.data.imageset import ImageSet, to_uint8
 CLASS_NAMES = ("circle", "square", "triangle", "plus", "ring", "star", "L", "T", "crescent", "bar")
 VARIANTS = ("clean", "colour_shift", "unseen_domain", "cue_conflict", "shortcut", "random_labels")
 SPLITS = ("train", "test")
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _CHUNK = 1024
 _TEXTURE_DEPTH = 0.5
 _PATCH = 4
@@ -201,9 +201,10 @@ def _background(scene: dict[str, np.ndarray], s: int) -> np.ndarray:
     grid = scene["background_grid"].transpose(0, 3, 1, 2)
     t = (np.arange(s, dtype=np.float32) + 0.5) / s * 2.0
     i0 = np.minimum(t.astype(int), 1)
-    w = (t - i0)[None, None]
-    rows = grid[:, :, i0, :] * (1 - w[..., None]) + grid[:, :, i0 + 1, :] * w[..., None]
-    smooth = rows[:, :, :, i0] * (1 - w[:, :, None, :]) + rows[:, :, :, i0 + 1] * w[:, :, None, :]
+    weights = np.zeros((s, 3), np.float32)
+    weights[np.arange(s), i0] = 1 - (t - i0)
+    weights[np.arange(s), i0 + 1] = t - i0
+    smooth = np.einsum("ia,ncab,jb->ncij", weights, grid, weights, optimize=True)
     unseen = scene["unseen"]
     if unseen.any():
         cells = np.repeat(np.repeat(np.tile(grid, (1, 1, 3, 3)), s // 9 + 1, axis=2), s // 9 + 1, axis=3)

@@ -15,18 +15,19 @@ def _conv_block(in_channels: int, out_channels: int, batch_norm: bool) -> list[n
 
 
 class NarrowCNN(nn.Module):
-    """The student: a plain (non-residual) stack of six 3x3 convs at widths w, w, 2w, 2w, 4w, 4w with a max-pool
-    after each pair but the last, global average pool and a linear head."""
+    """The student: a plain (non-residual) stack of 3x3 conv + BN + ReLU, `blocks` per stage at widths w, 2w, 4w,
+    a max-pool after each stage but the last, global average pool and a linear head."""
 
-    def __init__(self, num_classes: int = 10, width: int = 8, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int = 10, width: int = 8, blocks: int = 2, in_channels: int = 3) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_channels
         for index, stage_width in enumerate((width, 2 * width, 4 * width)):
-            layers += _conv_block(channels, stage_width, True) + _conv_block(stage_width, stage_width, True)
+            for _ in range(blocks):
+                layers += _conv_block(channels, stage_width, True)
+                channels = stage_width
             if index < 2:
                 layers.append(nn.MaxPool2d(2))
-            channels = stage_width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
