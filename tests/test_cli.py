@@ -68,3 +68,18 @@ def test_evaluate_loads_a_checkpoint_and_refuses_untrusted_pickles(tmp_path):
     trusted = runner.invoke(main, ["evaluate", "--model", str(tmp_path / "whole.pt"), "--data", "digits",
                                    "--trust-checkpoint", "--mean", "0.5,0.5,0.5", "--std", "0.3,0.3,0.3"])
     assert trusted.exit_code == 0, trusted.output
+
+
+def test_train_on_an_image_folder_of_mixed_sizes_needs_image_size(tmp_path):
+    import numpy as np
+
+    for label, shape in (("a", (10, 10, 3)), ("b", (14, 12, 3))):
+        for k in range(3):
+            (tmp_path / "imgs" / label).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / "imgs" / label / f"{k}.png"), np.full(shape, 60 * k, np.uint8))
+    args = ["train", "--arch", "student", "--width", "2", "--data", str(tmp_path / "imgs"), "--epochs", "1",
+            "--quiet", "--out", str(tmp_path / "run")]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2 and "--image-size" in refused.output
+    result = CliRunner().invoke(main, [*args, "--image-size", "16"])
+    assert result.exit_code == 0, result.output

@@ -10,9 +10,13 @@ import click
 
 from kdscope import __version__, zoo
 from kdscope.augment import Augment
-from kdscope.data import VARIANTS, load_dataset
+from kdscope.data import VARIANTS, ImageSet, load_dataset
 from kdscope.data.preview import preview_grid, save_png
 from kdscope.train import TrainConfig, train
+
+image_size_option = click.option(
+    "--image-size", type=click.IntRange(8), default=None,
+    help="Square image side: folders of mixed sizes are resized to it; ProbeWorld and digits render at it.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,18 +37,19 @@ def data() -> None:
               help=f"ProbeWorld variants to show, comma-separated, or 'all' ({', '.join(VARIANTS)}).")
 @click.option("--columns", default=10, show_default=True, type=click.IntRange(1, 64))
 @click.option("--seed", default=0, show_default=True)
+@image_size_option
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("preview.png"),
               show_default=True)
-def data_preview(data_spec: str, variants: str, columns: int, seed: int, out: Path) -> None:
+def data_preview(data_spec: str, variants: str, columns: int, seed: int, image_size: int | None, out: Path) -> None:
     """Write a PNG grid of a dataset (and ProbeWorld's variants), with ground-truth masks outlined."""
     if data_spec == "probeworld":
         chosen = VARIANTS if variants == "all" else tuple(v.strip() for v in variants.split(","))
         unknown = [v for v in chosen if v not in VARIANTS]
         if unknown:
             raise click.BadParameter(f"unknown variant(s) {unknown}; choose from {VARIANTS}", param_hint="--variants")
-        rows = {v: load_dataset(f"probeworld:{v}", split="test", n=columns, seed=seed) for v in chosen}
+        rows = {v: _load(f"probeworld:{v}", "test", columns, image_size, seed) for v in chosen}
     else:
-        rows = {data_spec: _load(data_spec, "test", columns, None, seed)}
+        rows = {data_spec: _load(data_spec, "test", columns, image_size, seed)}
     click.echo(save_png(out, preview_grid(rows, columns=columns)))
 
 
@@ -54,6 +59,7 @@ def data_preview(data_spec: str, variants: str, columns: int, seed: int, out: Pa
 @click.option("--data", "data_spec", default="probeworld", show_default=True)
 @click.option("--eval-data", "eval_spec", default=None, help="Evaluation data (default: the test split of --data).")
 @click.option("--n-train", type=click.IntRange(1), default=None, help="Cap on training images.")
+@image_size_option
 @click.option("--epochs", type=click.IntRange(1), default=12, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
@@ -69,12 +75,12 @@ def data_preview(data_spec: str, variants: str, columns: int, seed: int, out: Pa
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def train_command(arch: str, width: int | None, data_spec: str, eval_spec: str | None, n_train: int | None,
-                  epochs: int, batch_size: int, optimizer: str, lr: float, label_smoothing: float,
-                  grad_clip: float | None, colour_jitter: bool, seed: int, name: str | None, role: str,
-                  resume: bool, quiet: bool, out: Path) -> None:
+                  image_size: int | None, epochs: int, batch_size: int, optimizer: str, lr: float,
+                  label_smoothing: float, grad_clip: float | None, colour_jitter: bool, seed: int,
+                  name: str | None, role: str, resume: bool, quiet: bool, out: Path) -> None:
     """Train a zoo architecture and write OUT/NAME.pt + OUT/NAME.json."""
-    train_data = _load(data_spec, "train", n_train, None, seed)
-    eval_data = _load(eval_spec or data_spec, "test", None, None, seed)
+    train_data = _load(data_spec, "train", n_train, image_size, seed)
+    eval_data = _load(eval_spec or data_spec, "test", None, image_size, seed)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                          label_smoothing=label_smoothing, grad_clip=grad_clip, seed=seed,
                          augment=Augment.colour_jitter() if colour_jitter else Augment())
@@ -95,16 +101,17 @@ def train_command(arch: str, width: int | None, data_spec: str, eval_spec: str |
 @click.option("--data", "data_spec", default="probeworld", show_default=True)
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
 @click.option("--n", type=click.IntRange(1), default=None, help="Cap on images.")
+@image_size_option
 @click.option("--mean", type=str, default=None, help="Per-channel mean, comma-separated (overrides the checkpoint).")
 @click.option("--std", type=str, default=None, help="Per-channel std, comma-separated (overrides the checkpoint).")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling (runs code from the file).")
 def evaluate_command(reference: str, weights: str | None, data_spec: str, split: str, n: int | None,
-                     mean: str | None, std: str | None, trust_checkpoint: bool) -> None:
+                     image_size: int | None, mean: str | None, std: str | None, trust_checkpoint: bool) -> None:
     """Load any model as a Subject and print its accuracy with a 95% bootstrap interval."""
     from kdscope.loading import load_subject
     from kdscope.stats import bootstrap_ci
 
-    data_set = _load(data_spec, split, n, None, 0)
+    data_set = _load(data_spec, split, n, image_size, 0)
     try:
         subject = load_subject(reference, weights=weights, mean=_floats(mean), std=_floats(std),
                                trust=trust_checkpoint)
@@ -147,7 +154,7 @@ def _floats(text: str | None) -> list[float] | None:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from error
 
 
-def _load(spec: str, split: str, n: int | None, size: int | None, seed: int):
+def _load(spec: str, split: str, n: int | None, size: int | None, seed: int) -> ImageSet:
     try:
         return load_dataset(spec, split=split, n=n, size=size, seed=seed)
     except (ValueError, FileNotFoundError, KeyError, TypeError) as error:

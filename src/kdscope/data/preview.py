@@ -43,6 +43,6 @@ def preview_grid(rows: dict[str, ImageSet], *, columns: int = 10, scale: int = 3
 def save_png(path: str | Path, rgb: np.ndarray) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"could not write {path}; check the folder exists and the suffix is .png")
     return path
