@@ -22,6 +22,7 @@ def test_training_learns_real_digits():
     assert result.metrics["accuracy"] > 0.6
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     assert not model.training
+    assert all(p.is_contiguous() for p in model.parameters()), "trained in channels_last, returned in default layout"
 
 
 def test_same_seed_same_weights(tiny_world):

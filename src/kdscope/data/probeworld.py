@@ -74,9 +74,12 @@ class ProbeWorldSpec:
 
 def probeworld(
     n: int = 10000, *, split: str = "train", variant: str = "clean", seed: int = 0, size: int = 32,
-    cache_dir: str | Path | None = None, **options: float,
+    cache_dir: str | Path | bool | None = None, **options: float,
 ) -> ImageSet:
-    """Generate (or load from the disk cache) a ProbeWorld set. `options` are further ProbeWorldSpec fields."""
+    """Generate (or load from the disk cache) a ProbeWorld set. `options` are further ProbeWorldSpec fields.
+
+    The cache lives in `cache_dir` (default `$KDSCOPE_CACHE/probeworld` or `~/.cache/kdscope/probeworld`);
+    `cache_dir=False` or `KDSCOPE_NO_CACHE=1` turns it off."""
     spec = ProbeWorldSpec(n=n, split=split, seed=seed, size=size, variant=variant, **options)
     spec.validate()
     path = _cache_path(spec, cache_dir)
@@ -300,10 +303,10 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("KDSCOPE_CACHE", Path.home() / ".cache" / "kdscope")) / "probeworld"
 
 
-def _cache_path(spec: ProbeWorldSpec, cache_dir: str | Path | None) -> Path | None:
+def _cache_path(spec: ProbeWorldSpec, cache_dir: str | Path | bool | None) -> Path | None:
     if cache_dir is False or os.environ.get("KDSCOPE_NO_CACHE"):
         return None
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    root = default_cache_dir() if cache_dir is None or cache_dir is True else Path(cache_dir)
     return root / f"probeworld-v{GENERATOR_VERSION}-{spec.cache_key()}.npz"
 
 
