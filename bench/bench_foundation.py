@@ -1,11 +1,14 @@
 """Foundation benchmarks: demo teacher vs student accuracy (two seeds, with intervals), training time, demo compute,
-and ProbeWorld generation throughput, vectorised vs the same renderer one image at a time (measured in one run).
+ProbeWorld generation throughput (vectorised vs the same renderer one image at a time), and training throughput in
+channels-last vs the default memory layout; each comparison is measured in one run.
 
-    python bench/bench_foundation.py            # writes bench/results/foundation.json and prints Markdown tables
+    python bench/bench_foundation.py                    # all sections; writes bench/results/foundation.json
+    python bench/bench_foundation.py --only layout      # one section (generation, layout, demo); others kept
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import platform
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from kdscope import zoo
 from kdscope.checkpoint import library_versions
 from kdscope.data.probeworld import ProbeWorldSpec, _apply_variant, _render, _sample_scene, generate
 from kdscope.demo import DemoRecipe, accuracy_gap, run_demo
@@ -38,6 +42,29 @@ def generation_throughput(n_vectorised: int = 20000, n_naive: int = 500) -> dict
             "seconds_for_20000": 20000 / vectorised}
 
 
+def layout_throughput(steps: int = 15, batch_size: int = 128) -> dict:
+    """Teacher training steps/s in the default (NCHW) layout and in channels-last, alternating to share the noise."""
+    x = torch.rand(batch_size, 3, 32, 32)
+    y = torch.randint(0, 10, (batch_size,))
+    rates: dict[str, list[float]] = {"default": [], "channels_last": []}
+    for _ in range(2):
+        for layout, memory_format in (("default", torch.contiguous_format), ("channels_last", torch.channels_last)):
+            model = zoo.build("resnet", 10, seed=0, width=16, blocks=1).to(memory_format=memory_format)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+            batch = x.contiguous(memory_format=memory_format)
+            for step in range(steps + 3):
+                if step == 3:
+                    start = time.perf_counter()
+                loss = torch.nn.functional.cross_entropy(model(batch), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            rates[layout].append(steps * batch_size / (time.perf_counter() - start))
+    best = {layout: max(values) for layout, values in rates.items()}
+    return {"default_images_per_s": best["default"], "channels_last_images_per_s": best["channels_last"],
+            "speedup": best["channels_last"] / best["default"]}
+
+
 def demo_runs(seeds: tuple[int, ...] = (0, 1)) -> list[dict]:
     """Train the demo recipe from scratch once per training seed (data fixed) and time the whole demo compute."""
     rows = []
@@ -59,23 +86,44 @@ def demo_runs(seeds: tuple[int, ...] = (0, 1)) -> list[dict]:
     return rows
 
 
+SECTIONS = {"generation": generation_throughput, "layout": layout_throughput, "demo": demo_runs}
+
+
 def main() -> None:
-    results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "versions": library_versions(),
-               "generation": generation_throughput(), "demo": demo_runs()}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run just these sections")
+    chosen = parser.parse_args().only or list(SECTIONS)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.update({"machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+                    "versions": library_versions()})
+    for name in chosen:
+        results[name] = SECTIONS[name]()
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
-    g = results["generation"]
-    print("| ProbeWorld generation (32x32) | images/s |\n|---|---|")
-    print(f"| vectorised `generate` | {g['vectorised_images_per_s']:,.0f} |")
-    print(f"| same renderer, one image at a time | {g['per_image_images_per_s']:,.0f} |")
-    print(f"| speed-up | {g['speedup']:.1f}x (20,000 images in {g['seconds_for_20000']:.1f} s) |\n")
-    print("| seed | teacher acc [95% CI] | student alone acc [95% CI] | gap, points [95% CI] | teacher train s "
-          "| student train s | demo compute s |\n|---|---|---|---|---|---|---|")
-    for row in results["demo"]:
-        t, s, gap = row["teacher"], row["student_alone"], row["gap_points"]
-        fmt = lambda r: f"{r['accuracy']:.1%} [{r['accuracy_ci'][0]:.1%}, {r['accuracy_ci'][1]:.1%}]"  # noqa: E731
-        print(f"| {row['seed']} | {fmt(t)} | {fmt(s)} | {gap[0]:.1f} [{gap[1]:.1f}, {gap[2]:.1f}] | "
-              f"{t['train_seconds']:.0f} | {s['train_seconds']:.0f} | {row['demo_compute_seconds']:.0f} |")
+    print_tables(results)
+
+
+def print_tables(results: dict) -> None:
+    if "generation" in results:
+        g = results["generation"]
+        print("| ProbeWorld generation (32x32) | images/s |\n|---|---|")
+        print(f"| vectorised `generate` | {g['vectorised_images_per_s']:,.0f} |")
+        print(f"| same renderer, one image at a time | {g['per_image_images_per_s']:,.0f} |")
+        print(f"| speed-up | {g['speedup']:.1f}x (20,000 images in {g['seconds_for_20000']:.1f} s) |\n")
+    if "layout" in results:
+        t = results["layout"]
+        print("| teacher training, batch 128 | images/s |\n|---|---|")
+        print(f"| default layout (NCHW) | {t['default_images_per_s']:,.0f} |")
+        print(f"| channels-last (what `train` uses) | {t['channels_last_images_per_s']:,.0f} |")
+        print(f"| speed-up | {t['speedup']:.2f}x |\n")
+    if "demo" in results:
+        print("| seed | teacher acc [95% CI] | student alone acc [95% CI] | gap, points [95% CI] | teacher train s "
+              "| student train s | demo compute s |\n|---|---|---|---|---|---|---|")
+        for row in results["demo"]:
+            t, s, gap = row["teacher"], row["student_alone"], row["gap_points"]
+            fmt = lambda r: f"{r['accuracy']:.1%} [{r['accuracy_ci'][0]:.1%}, {r['accuracy_ci'][1]:.1%}]"  # noqa: E731
+            print(f"| {row['seed']} | {fmt(t)} | {fmt(s)} | {gap[0]:.1f} [{gap[1]:.1f}, {gap[2]:.1f}] | "
+                  f"{t['train_seconds']:.0f} | {s['train_seconds']:.0f} | {row['demo_compute_seconds']:.0f} |")
     print(f"\n{results['machine']}; torch {results['versions']['torch']}")
 
 
