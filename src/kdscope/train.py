@@ -90,7 +90,6 @@ def train(
     if mean is None or std is None:
         mean, std = data.channel_stats()
     subject = Subject(model, name=name, role=role, mean=mean, std=std, class_names=data.class_names)
-    device = subject.device
     memory_format = torch.channels_last if config.channels_last and _has_conv(model) else torch.contiguous_format
     model.to(memory_format=memory_format)
     loss_hook = loss if loss is not None else _cross_entropy(config.label_smoothing)
@@ -107,53 +106,66 @@ def train(
             raise ValueError("resume=True needs the checkpoint path to resume from")
         state = load_resume_state(checkpoint, model, optimizer, schedule, generator, loss_hook)
         start_epoch, result.history = state["epoch"], state["history"]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16 and subject.device.type == "cuda")
 
-    for epoch in range(start_epoch, config.epochs):
-        model.train()
-        if isinstance(loss_hook, nn.Module):
-            loss_hook.train()
-        total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(data.batches(config.batch_size, shuffle=True, generator=generator), total=steps_per_epoch,
-                   desc=f"{name} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
-        for x, y in bar:
-            x, y = x.to(device), y.to(device)
-            if config.augment.active:
-                x = config.augment(x, generator)
-            x = x.contiguous(memory_format=memory_format)
-            with autocast:
-                logits = model(subject.normalize(x))
-                batch_loss = loss_hook(logits, y, x)
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            schedule.step()
-            total_loss += float(batch_loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-        record = {"epoch": epoch + 1, "train_loss": total_loss / seen, "train_accuracy": correct / seen,
-                  "lr": schedule.get_last_lr()[0]}
-        if eval_data is not None:
-            record.update({f"eval_{k}": v for k, v in subject.evaluate(eval_data).items() if k != "n"})
-        result.history.append(record)
-        if progress:
-            tqdm.write(f"{name} epoch {epoch + 1}/{config.epochs}: " + ", ".join(
-                f"{k}={v:.4f}" for k, v in record.items() if k != "epoch"))
-        if checkpoint is not None:
-            save_resume_state(checkpoint, model, optimizer, schedule, generator, loss_hook, epoch + 1, result.history)
-            _save(checkpoint, subject, data, eval_data, config, result)
-
-    model.eval()
-    model.to(memory_format=torch.contiguous_format)
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            record = _train_epoch(model, subject, data, config, loss_hook, optimizer, schedule, generator,
+                                  memory_format, autocast, params, f"{name} epoch {epoch + 1}/{config.epochs}",
+                                  progress)
+            record = {"epoch": epoch + 1, **record}
+            if eval_data is not None:
+                record.update({f"eval_{k}": v for k, v in subject.evaluate(eval_data).items() if k != "n"})
+            result.history.append(record)
+            if progress:
+                tqdm.write(f"{name} epoch {epoch + 1}/{config.epochs}: " + ", ".join(
+                    f"{k}={v:.4f}" for k, v in record.items() if k != "epoch"))
+            if checkpoint is not None:
+                save_resume_state(checkpoint, model, optimizer, schedule, generator, loss_hook, epoch + 1,
+                                  result.history)
+                _save(checkpoint, subject, data, eval_data, config, result)
+    finally:
+        model.eval()
+        model.to(memory_format=torch.contiguous_format)
     result.seconds = time.perf_counter() - started
     result.metrics = {k[len("eval_"):]: v for k, v in result.history[-1].items() if k.startswith("eval_")}
     if checkpoint is not None:
         _save(checkpoint, subject, data, eval_data, config, result)
         discard_resume_state(checkpoint)
     return result
+
+
+def _train_epoch(model: nn.Module, subject: Subject, data: ImageSet, config: TrainConfig, loss_hook: LossHook,
+                 optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler,
+                 generator: torch.Generator, memory_format: torch.memory_format, autocast: torch.autocast,
+                 params: list[nn.Parameter], description: str, progress: bool) -> dict[str, float]:
+    """One pass over shuffled, augmented batches; returns the epoch's mean loss, accuracy and final learning rate."""
+    model.train()
+    if isinstance(loss_hook, nn.Module):
+        loss_hook.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    batches = data.batches(config.batch_size, shuffle=True, generator=generator)
+    bar = tqdm(batches, total=math.ceil(len(data) / config.batch_size), desc=description, disable=not progress,
+               leave=False)
+    for x, y in bar:
+        x, y = x.to(subject.device), y.to(subject.device)
+        if config.augment.active:
+            x = config.augment(x, generator)
+        x = x.contiguous(memory_format=memory_format)
+        with autocast:
+            logits = model(subject.normalize(x))
+            batch_loss = loss_hook(logits, y, x)
+        optimizer.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        schedule.step()
+        total_loss += float(batch_loss.detach()) * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return {"train_loss": total_loss / seen, "train_accuracy": correct / seen, "lr": schedule.get_last_lr()[0]}
 
 
 def _save(path: str | Path, subject: Subject, data: ImageSet, eval_data: ImageSet | None, config: TrainConfig,
