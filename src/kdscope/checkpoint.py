@@ -62,6 +62,14 @@ def save_checkpoint(path: str | Path, subject: Subject, extra: dict[str, Any] | 
     return weights
 
 
+def update_metadata(path: str | Path, **fields: Any) -> None:
+    """Add or replace top-level fields of a checkpoint's JSON metadata (atomic rewrite)."""
+    _, meta_path, _ = checkpoint_paths(path)
+    metadata = read_metadata(path)
+    metadata.update(fields)
+    _atomic(meta_path, lambda f: f.write(json.dumps(metadata, indent=2, default=_json_default).encode()))
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     _, meta_path, _ = checkpoint_paths(path)
     if not meta_path.exists():

@@ -53,7 +53,7 @@ def load_subject(
         std=std if std is not None else normalization.get("std"),
         input_range=tuple(meta.get("input_range", (0.0, 1.0))),
         class_names=meta.get("class_names"),
-        metadata={k: v for k, v in meta.items() if k in ("arch", "data", "metrics", "seed", "train_config")},
+        metadata={k: v for k, v in meta.items() if k in ("arch", "data", "metrics", "seed", "train_config", "lineage")},
     )
 
 

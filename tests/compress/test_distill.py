@@ -1,0 +1,114 @@
+import pytest
+import torch
+from torch import nn
+
+from kdscope import zoo
+from kdscope.checkpoint import read_metadata
+from kdscope.compress import DistillConfig, distill
+from kdscope.loading import load_subject
+from kdscope.subject import Subject
+from kdscope.train import TrainConfig
+from tests.conftest import assert_unchanged, parameters_snapshot
+
+FAST = TrainConfig(epochs=2, batch_size=64)
+
+
+class CountingModel(nn.Module):
+    """Counts forward passes of a wrapped network."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.inner(x)
+
+
+@pytest.fixture
+def teacher() -> Subject:
+    return Subject(zoo.build("resnet", 10, seed=0, width=4, blocks=1), name="teacher", role="teacher",
+                   mean=[0.3] * 3, std=[0.2] * 3)
+
+
+def _student() -> nn.Module:
+    return zoo.build("student", 10, seed=1, width=2)
+
+
+def test_with_alpha_one_kd_student_equals_the_independent_student(teacher, tiny_world):
+    """alpha=1 leaves only the label loss, so both runs must be bit-identical: same init, batches, schedule, seed."""
+    train_data, _ = tiny_world
+    result = distill(teacher, _student(), train_data, FAST, DistillConfig(alpha=1.0), progress=False)
+    kd, control = result.student.model.state_dict(), result.independent.model.state_dict()
+    assert all(torch.equal(kd[k], control[k]) for k in kd)
+    soft = distill(teacher, _student(), train_data, FAST, DistillConfig(alpha=0.5), independent=False,
+                   progress=False)
+    assert any(not torch.equal(soft.student.model.state_dict()[k], control[k]) for k in kd)
+
+
+def test_teacher_runs_once_per_batch_and_nothing_given_is_changed(tiny_world):
+    train_data, _ = tiny_world
+    counting = CountingModel(zoo.build("resnet", 10, seed=0, width=4, blocks=1))
+    counting.train()
+    teacher = Subject(counting, name="teacher")
+    teacher_before = parameters_snapshot(counting)
+    student = _student()
+    student_before = parameters_snapshot(student)
+    distill(teacher, student, train_data, FAST, independent=False, progress=False)
+    batches = FAST.epochs * -(-len(train_data) // FAST.batch_size)
+    assert counting.calls == batches + 1  # + one compatibility probe
+    assert_unchanged(counting, teacher_before)
+    assert_unchanged(student, student_before)
+    assert counting.training and all(m.training for m in counting.modules())
+    assert not any(m._forward_hooks for m in list(counting.modules()) + list(student.modules()))
+
+
+def test_fitnets_hints_train_regressors_across_shapes(teacher, tiny_world):
+    train_data, _ = tiny_world
+    hints = (("features.3", "layer2"), ("fc", "fc"))
+    config = DistillConfig(hints=hints, hint_weight=2.0)
+    result = distill(teacher, _student(), train_data, FAST, config, independent=False, progress=False)
+    assert result.lineage.hyperparameters["distill"]["hints"] == [list(h) for h in hints]
+    assert not any(m._forward_hooks for m in result.student.model.modules())
+
+
+def test_hint_errors_name_the_layers(teacher, tiny_world):
+    train_data, _ = tiny_world
+    with pytest.raises(KeyError, match="layer_9"):
+        distill(teacher, _student(), train_data, FAST, DistillConfig(hints=(("features.3", "layer_9"),)),
+                progress=False)
+    with pytest.raises(ValueError, match="'fc' -> 'layer1'"):
+        distill(teacher, _student(), train_data, FAST, DistillConfig(hints=(("fc", "layer1"),)), progress=False)
+
+
+def test_temperature_schedule_goes_from_high_to_low():
+    config = DistillConfig(temperature=8.0, temperature_end=2.0)
+    assert config.temperature_at(0.0) == 8.0 and config.temperature_at(0.5) == 5.0
+    assert config.temperature_at(1.0) == 2.0 and DistillConfig().temperature_at(0.7) == 4.0
+
+
+@pytest.mark.parametrize("bad", [{"temperature": 0.0}, {"temperature": -1.0}, {"temperature_end": 0.0},
+                                 {"alpha": 1.5}, {"kind": "js"}, {"hint_weight": -1.0}])
+def test_bad_hyperparameters_are_refused(teacher, tiny_world, bad):
+    with pytest.raises(ValueError):
+        distill(teacher, _student(), tiny_world[0], FAST, DistillConfig(**bad), progress=False)
+
+
+def test_class_count_mismatch_is_refused(teacher, tiny_world):
+    with pytest.raises(ValueError, match="num_classes=10"):
+        distill(teacher, zoo.build("student", 7, width=2), tiny_world[0], FAST, progress=False)
+
+
+def test_checkpoints_carry_lineage_and_reload(teacher, tiny_world, tmp_path):
+    train_data, test_data = tiny_world
+    result = distill(teacher, _student(), train_data, FAST, DistillConfig(kind="reverse_kl"), eval_data=test_data,
+                     out=tmp_path, name="kd", progress=False)
+    lineage = read_metadata(tmp_path / "kd.pt")["lineage"]
+    assert lineage["parent"] == "teacher" and lineage["method"] == "distill:reverse_kl"
+    assert lineage["metrics"]["accuracy"] == pytest.approx(result.lineage.metrics["accuracy"])
+    assert lineage["metrics"]["parameters"] == sum(p.numel() for p in _student().parameters())
+    control = read_metadata(tmp_path / "kd_independent.pt")["lineage"]
+    assert control["control_of"] == "kd" and control["seed"] == lineage["seed"]
+    reloaded = load_subject(tmp_path / "kd.pt")
+    assert reloaded.metadata["lineage"]["name"] == "kd"
+    assert reloaded.evaluate(test_data)["accuracy"] == pytest.approx(result.lineage.metrics["accuracy"])
