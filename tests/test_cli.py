@@ -83,3 +83,25 @@ def test_train_on_an_image_folder_of_mixed_sizes_needs_image_size(tmp_path):
     assert refused.exit_code == 2 and "--image-size" in refused.output
     result = CliRunner().invoke(main, [*args, "--image-size", "16"])
     assert result.exit_code == 0, result.output
+
+
+def test_compress_distill_writes_both_students_and_models_lists_them(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", "--arch", "resnet", "--width", "4", "--data", "digits", "--epochs", "1",
+                                "--quiet", "--name", "teacher", "--image-size", "16",
+                                "--out", str(tmp_path)]).exit_code == 0
+    result = runner.invoke(main, ["compress", "distill", "--teacher", str(tmp_path / "teacher.pt"), "--width", "2",
+                                  "--data", "digits", "--image-size", "16", "--epochs", "1", "--quiet",
+                                  "--hint", "features.3:layer1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert [row["model"] for row in lines] == ["kd_student", "kd_student_independent"]
+    listing = runner.invoke(main, ["models", str(tmp_path)])
+    assert listing.exit_code == 0, listing.output
+    assert "distill:kl" in listing.output and "independent" in listing.output and "teacher" in listing.output
+
+
+def test_compress_distill_bad_hint_is_refused(tmp_path):
+    result = CliRunner().invoke(main, ["compress", "distill", "--teacher", "x.pt", "--data", "digits", "--hint",
+                                       "nocolon", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "STUDENT_LAYER:TEACHER_LAYER" in result.output
