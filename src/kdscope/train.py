@@ -29,8 +29,9 @@ LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 class TrainConfig:
     """Optimisation schedule and options; recorded verbatim in the checkpoint.
 
-    `channels_last` trains convolutional models in NHWC memory layout (faster on CPU and GPU); the model is handed
-    back in the default layout."""
+    `channels_last` trains convolutional models in NHWC memory layout (1.4x faster for the demo teacher on CPU) and
+    hands the model back in the default layout. It is off by default: with torch 2.13's CPU build, backward passes
+    of very narrow (2-channel) nets in this layout crashed the process intermittently."""
 
     epochs: int = 10
     batch_size: int = 128
@@ -44,7 +45,7 @@ class TrainConfig:
     augment: Augment = field(default_factory=Augment)
     seed: int = 0
     bf16: bool = False
-    channels_last: bool = True
+    channels_last: bool = False
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
