@@ -53,7 +53,8 @@ def load_subject(
         std=std if std is not None else normalization.get("std"),
         input_range=tuple(meta.get("input_range", (0.0, 1.0))),
         class_names=meta.get("class_names"),
-        metadata={k: v for k, v in meta.items() if k in ("arch", "data", "metrics", "seed", "train_config", "lineage")},
+        metadata={k: v for k, v in meta.items() if k in ("arch", "data", "metrics", "seed", "train_config", "lineage",
+                                                              "compression")},
     )
 
 
@@ -79,9 +80,20 @@ def _from_checkpoint(path: Path, weights: str | Path | None) -> tuple[nn.Module,
     if not arch or arch.get("name") not in zoo.ARCHITECTURES:
         raise ValueError(f"{path} does not record a zoo architecture; load it as 'module:function' with weights=")
     model = zoo.build(arch["name"], **arch["kwargs"])
+    _restore_compression(model, meta.get("compression") or {})
     state = load_state_dict(weights or checkpoint_paths(path)[0])
     _load_weights(model, state, path)
     return model.eval(), meta
+
+
+def _restore_compression(model: nn.Module, compression: dict) -> None:
+    """Give a freshly built architecture the pruned shapes and mask slots its saved state_dict expects."""
+    from kdscope.compress.masks import apply_masks, prunable_layers
+    from kdscope.compress.reshape import restore_shapes
+
+    restore_shapes(model, compression.get("shapes") or {})
+    layers = prunable_layers(model, list(compression.get("masked_layers") or []))
+    apply_masks(model, {name: torch.ones_like(layer.weight, dtype=torch.bool) for name, layer in layers.items()})
 
 
 def _from_factory(reference: str, weights: str | Path | None, trust: bool) -> nn.Module:

@@ -79,11 +79,13 @@ def train(
     progress: bool = True,
     name: str = "model",
     role: str = "other",
+    on_epoch_end: Callable[[int, nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train `model` in place on `data` and return its history; with `checkpoint`, save after every epoch.
 
     Normalisation defaults to the training data's channel statistics. `resume=True` continues from the
-    checkpoint's last finished epoch with the optimiser, schedule and random state it had.
+    checkpoint's last finished epoch with the optimiser, schedule and random state it had. `on_epoch_end(epoch,
+    model)` is called after each finished epoch (e.g. to keep a rewind point for lottery tickets).
     """
     config.validate()
     if len(data) == 0:
@@ -118,6 +120,8 @@ def train(
             if eval_data is not None:
                 record.update({f"eval_{k}": v for k, v in subject.evaluate(eval_data).items() if k != "n"})
             result.history.append(record)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, model)
             if progress:
                 tqdm.write(f"{name} epoch {epoch + 1}/{config.epochs}: " + ", ".join(
                     f"{k}={v:.4f}" for k, v in record.items() if k != "epoch"))
