@@ -66,7 +66,8 @@ def test_structured_model_saves_loads_and_fine_tunes(tmp_path, tiny_world):
     assert loaded.model.stem[0].out_channels == 2
     x = test.images(slice(0, 8))
     assert torch.equal(loaded.logits(x), result.subject.logits(x))
-    assert result.lineage.metrics["file_bytes"] < 0.5 * state_dict_bytes(model)
+    assert result.lineage.metrics["file_bytes"] < state_dict_bytes(model)
+    assert result.lineage.metrics["parameters"] < 0.5 * sum(p.numel() for p in model.parameters())
 
 
 def test_bad_ratio_and_missing_shape_are_refused():
