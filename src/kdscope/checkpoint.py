@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path, Path]:
     """(weights, metadata, resume-state) paths for a checkpoint given as NAME, NAME.pt or NAME.json."""
     path = Path(path)
-    base = path.with_suffix("") if path.suffix in (".pt", ".json") else path
+    base = path.with_suffix("") if path.suffix in (".pt", ".pt2", ".json") else path
     return base.with_suffix(".pt"), base.with_suffix(".json"), base.with_suffix(".resume.pt")
 
 
@@ -39,7 +39,15 @@ def library_versions() -> dict[str, str]:
 
 def save_checkpoint(path: str | Path, subject: Subject, extra: dict[str, Any] | None = None) -> Path:
     """Write weights + JSON metadata atomically; returns the weights path."""
-    weights, meta_path, _ = checkpoint_paths(path)
+    weights, _, _ = checkpoint_paths(path)
+    atomic_write(weights, lambda f: torch.save(subject.model.state_dict(), f))
+    write_metadata(path, subject, extra)
+    return weights
+
+
+def write_metadata(path: str | Path, subject: Subject, extra: dict[str, Any] | None = None) -> None:
+    """Write NAME.json for a Subject (atomic): architecture, normalisation, classes, versions, its metadata."""
+    _, meta_path, _ = checkpoint_paths(path)
     arch = getattr(subject.model, "kdscope_arch", None)
     metadata = {
         "format": FORMAT,
@@ -57,9 +65,7 @@ def save_checkpoint(path: str | Path, subject: Subject, extra: dict[str, Any] | 
         **subject.metadata,
         **(extra or {}),
     }
-    _atomic(weights, lambda f: torch.save(subject.model.state_dict(), f))
-    _atomic(meta_path, lambda f: f.write(json.dumps(metadata, indent=2, default=_json_default).encode()))
-    return weights
+    atomic_write(meta_path, lambda f: f.write(json.dumps(metadata, indent=2, default=_json_default).encode()))
 
 
 def update_metadata(path: str | Path, **fields: Any) -> None:
@@ -67,7 +73,7 @@ def update_metadata(path: str | Path, **fields: Any) -> None:
     _, meta_path, _ = checkpoint_paths(path)
     metadata = read_metadata(path)
     metadata.update(fields)
-    _atomic(meta_path, lambda f: f.write(json.dumps(metadata, indent=2, default=_json_default).encode()))
+    atomic_write(meta_path, lambda f: f.write(json.dumps(metadata, indent=2, default=_json_default).encode()))
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -116,7 +122,7 @@ def save_resume_state(path: str | Path, model: nn.Module, optimizer: torch.optim
         "epoch": epoch,
         "history": json.dumps(history),
     }
-    _atomic(resume, lambda f: torch.save(state, f))
+    atomic_write(resume, lambda f: torch.save(state, f))
 
 
 def discard_resume_state(path: str | Path) -> None:
@@ -140,7 +146,7 @@ def load_resume_state(path: str | Path, model: nn.Module, optimizer: torch.optim
     return {"epoch": int(state["epoch"]), "history": json.loads(state["history"])}
 
 
-def _atomic(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     """Write through a temporary file in the same folder, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

@@ -36,12 +36,13 @@ def load_subject(
     """
     text = str(reference)
     path = Path(text)
+    twin = None
     if not path.exists() and _looks_like_factory(text):
         model, meta = _from_factory(text, weights, trust), {}
     elif not path.exists():
         raise FileNotFoundError(f"model {text!r} not found: give a file path or a 'package.module:function' factory")
     elif _is_kdscope_checkpoint(path):
-        model, meta = _from_checkpoint(path, weights)
+        model, meta, twin = _from_checkpoint(path, weights)
     else:
         model, meta = _from_file(path, trust), {}
     normalization = meta.get("normalization") or {}
@@ -53,6 +54,7 @@ def load_subject(
         std=std if std is not None else normalization.get("std"),
         input_range=tuple(meta.get("input_range", (0.0, 1.0))),
         class_names=meta.get("class_names"),
+        twin=twin,
         metadata={k: v for k, v in meta.items() if k in ("arch", "data", "metrics", "seed", "train_config", "lineage",
                                                               "compression")},
     )
@@ -66,7 +68,7 @@ def _looks_like_factory(text: str) -> bool:
 
 def _is_kdscope_checkpoint(path: Path) -> bool:
     _, meta_path, _ = checkpoint_paths(path)
-    if path.suffix not in (".pt", ".json") or not meta_path.exists():
+    if path.suffix not in (".pt", ".pt2", ".json") or not meta_path.exists():
         return False
     try:
         return read_metadata(path).get("format") == FORMAT
@@ -74,8 +76,14 @@ def _is_kdscope_checkpoint(path: Path) -> bool:
         return False
 
 
-def _from_checkpoint(path: Path, weights: str | Path | None) -> tuple[nn.Module, dict]:
+def _from_checkpoint(path: Path, weights: str | Path | None) -> tuple[nn.Module, dict, nn.Module | None]:
+    """(model, metadata, fake-quant twin or None) of a kdscope checkpoint: a zoo model's state_dict, or int8."""
     meta = read_metadata(path)
+    if (meta.get("compression") or {}).get("int8"):
+        from kdscope.compress.quantize import load_int8
+
+        model, twin = load_int8(path, meta)
+        return model, meta, twin
     arch = meta.get("arch")
     if not arch or arch.get("name") not in zoo.ARCHITECTURES:
         raise ValueError(f"{path} does not record a zoo architecture; load it as 'module:function' with weights=")
@@ -83,7 +91,7 @@ def _from_checkpoint(path: Path, weights: str | Path | None) -> tuple[nn.Module,
     _restore_compression(model, meta.get("compression") or {})
     state = load_state_dict(weights or checkpoint_paths(path)[0])
     _load_weights(model, state, path)
-    return model.eval(), meta
+    return model.eval(), meta, None
 
 
 def _restore_compression(model: nn.Module, compression: dict) -> None:

@@ -113,3 +113,16 @@ def test_lottery_ticket_rounds_and_control_share_masks(tiny_world, tiny_resnet):
         assert record.control.lineage.control_of == record.ticket.lineage.name
     with pytest.raises(ValueError, match="rewind_epoch"):
         lottery_ticket(tiny_resnet, train, TrainConfig(epochs=2), rewind_epoch=2, progress=False)
+
+
+def test_folding_masks_leaves_the_masked_model_working(tiny_world, tiny_resnet):
+    from kdscope.compress.masks import fold_masks
+
+    sparse = prune(_subject(tiny_resnet), PruneConfig(0.6), progress=False).subject
+    x = tiny_world[1].images(slice(0, 4))
+    before = sparse.logits(x)
+    plain = fold_masks(sparse.model)
+    assert not masks_of(plain) and type(plain.stem[0]) is torch.nn.Conv2d
+    torch.testing.assert_close(Subject(plain, mean=(0.5,) * 3, std=(0.25,) * 3).logits(x), before)
+    torch.testing.assert_close(sparse.logits(x), before)
+    assert sparsity_report(plain)["global"] == pytest.approx(0.6, abs=1e-3)

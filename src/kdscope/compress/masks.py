@@ -83,11 +83,17 @@ def enforce_masks(model: nn.Module) -> None:
 
 
 def fold_masks(model: nn.Module) -> nn.Module:
-    """A plain copy with the masked weights baked in and no parametrizations (for export and quantization)."""
+    """A plain copy with the masked weights baked in and no parametrizations (for export and quantization).
+
+    `parametrize.remove_parametrizations` is not used: it edits the parametrized class, which a deep copy shares with
+    the original model, and would break the original."""
     plain = copy.deepcopy(model)
     for module in prunable_layers(plain).values():
         if parametrize.is_parametrized(module, "weight"):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+            weight = module.weight.detach().clone()
+            module.__class__ = module.__class__.__bases__[0]
+            del module._modules["parametrizations"]
+            module.weight = nn.Parameter(weight)
     return plain
 
 

@@ -1,0 +1,253 @@
+"""The one place that knows how int8 models are made: torchao's PT2E flow.
+
+torch.export -> X86InductorQuantizer annotations -> prepare (observers or fake-quant) -> calibrate or train ->
+convert (a reference graph of quantize/dequantize ops around float ops) -> torch.compile, whose Inductor backend fuses
+the patterns into real int8 oneDNN kernels. The reference graph is also the source of the differentiable twin: each
+quantize/dequantize pair becomes a straight-through fake-quantize with the same scale and zero point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import io
+import logging
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+from torch import fx, nn
+
+CALIBRATIONS = ("minmax", "histogram", "percentile")
+warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning,
+                        module="torch._inductor.mkldnn_lowerings")
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Keep torchao's and Inductor's import chatter and deprecation warnings away from the user."""
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch._dynamo", "torch._inductor", "torch.export",
+                                                     "torch.fx.experimental.symbolic_shapes")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _torchao():
+    with quiet():
+        import torchao.quantization.pt2e as pt2e
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
+    return pt2e, x86, prepare_pt2e, prepare_qat_pt2e, convert_pt2e
+
+
+def _dynamic_batch() -> dict:
+    return {"x": {0: torch.export.Dim.DYNAMIC}}
+
+
+def export(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
+    """Capture `model` (eval mode) as an ATen graph with a dynamic batch axis."""
+    with quiet():
+        return torch.export.export(model, (example,), dynamic_shapes=_dynamic_batch()).module()
+
+
+def _quantizer(calibration: str, *, qat: bool = False, dynamic: bool = False, linear_only: bool = False):
+    pt2e, x86, *_ = _torchao()
+    config = x86.get_default_x86_inductor_quantization_config(is_qat=qat, is_dynamic=dynamic)
+    if not qat and not dynamic and calibration != "histogram":
+        observer = pt2e.MinMaxObserver if calibration == "minmax" else _percentile_observer_class()
+        config = _with_activation_observer(config, observer)
+    quantizer = x86.X86InductorQuantizer()
+    if linear_only:
+        quantizer.set_module_type_qconfig(nn.Linear, config)
+    else:
+        quantizer.set_global(config)
+    return quantizer
+
+
+def _with_activation_observer(config, observer):
+    spec = replace(config.input_activation, observer_or_fake_quant_ctr=observer.with_args(eps=2**-12))
+    return replace(config, input_activation=spec, output_activation=spec)
+
+
+def prepare(model: nn.Module, example: torch.Tensor, *, calibration: str = "minmax", qat: bool = False,
+            dynamic: bool = False, linear_only: bool = False) -> fx.GraphModule:
+    """Export and insert observers (PTQ) or fake-quant modules (QAT). Convs and linears get per-channel symmetric
+    int8 weights; activations get per-tensor affine uint8 observed by `calibration`."""
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
+    pt2e, _, prepare_pt2e, prepare_qat_pt2e, _ = _torchao()
+    quantizer = _quantizer(calibration, qat=qat, dynamic=dynamic, linear_only=linear_only)
+    with quiet():
+        if qat:
+            with torch.no_grad():
+                graph = torch.export.export(model.train(), (example,), dynamic_shapes=_dynamic_batch()).module()
+            prepared = prepare_qat_pt2e(graph, quantizer)
+            pt2e.allow_exported_model_train_eval(prepared)
+            return prepared
+        return prepare_pt2e(export(model, example), quantizer)
+
+
+@torch.no_grad()
+def calibrate(prepared: fx.GraphModule, batches: Iterable[torch.Tensor]) -> None:
+    """Run normalised batches through the observers."""
+    with quiet():
+        for batch in batches:
+            prepared(batch)
+
+
+def convert(prepared: fx.GraphModule) -> fx.GraphModule:
+    """The reference int8 graph, with the float weights it no longer uses dropped."""
+    pt2e, *_, convert_pt2e = _torchao()
+    with quiet():
+        if hasattr(prepared, "eval"):
+            pt2e.move_exported_model_to_eval(prepared)
+        converted = convert_pt2e(prepared)
+    _drop_unused_attributes(converted)
+    return converted
+
+
+class CompiledInt8(nn.Module):
+    """The reference graph compiled by Inductor (weight freezing on) so that it runs on int8 kernels.
+
+    It always runs without autograd: one compiled inference graph serves every call, and gradients come from the
+    fake-quant twin."""
+
+    def __init__(self, reference: fx.GraphModule) -> None:
+        super().__init__()
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+        self.compiled = torch.compile(reference, dynamic=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.compiled(x)
+
+
+def lower(reference: fx.GraphModule) -> nn.Module:
+    with quiet():
+        return CompiledInt8(reference)
+
+
+def warm_up(module: nn.Module, example: torch.Tensor) -> None:
+    """Trigger compilation now (seconds) rather than on the user's first call."""
+    with torch.no_grad(), quiet():
+        module(example)
+        module(example[:1])
+
+
+def quantized_layers(reference: fx.GraphModule) -> tuple[list[str], list[str]]:
+    """(quantized, left in float): module names of the convs and linears, read from the graph itself."""
+    quantized, floating = [], []
+    for node in reference.graph.nodes:
+        if node.op != "call_function" or node.target not in (torch.ops.aten.conv2d.default,
+                                                             torch.ops.aten.linear.default):
+            continue
+        stack = list(node.meta.get("nn_module_stack", {}).values())
+        name = stack[-1][0] if stack else node.name
+        weight = node.args[1]
+        is_int8 = isinstance(weight, fx.Node) and "dequantize" in str(weight.target)
+        (quantized if is_int8 else floating).append(name)
+    return quantized, floating
+
+
+def fake_quant_twin(reference: fx.GraphModule) -> fx.GraphModule:
+    """A differentiable copy of the reference graph: quantize -> dequantize pairs become straight-through
+    fake-quantization with the same parameters, so gradients reach the input while the forward pass rounds as int8."""
+    with quiet():
+        twin = copy.deepcopy(reference)
+    quantize = {torch.ops.quantized_decomposed.quantize_per_tensor.default,
+                torch.ops.quantized_decomposed.quantize_per_tensor.tensor}
+    dequantize = {torch.ops.quantized_decomposed.dequantize_per_tensor.default,
+                  torch.ops.quantized_decomposed.dequantize_per_tensor.tensor}
+    for node in list(twin.graph.nodes):
+        if node.op == "call_function" and node.target in quantize:
+            node.target = _straight_through_quantize
+        elif node.op == "call_function" and node.target in dequantize and (
+                isinstance(node.args[0], fx.Node) and node.args[0].target is _straight_through_quantize):
+            node.target = _already_dequantized
+    twin.graph.lint()
+    twin.recompile()
+    return twin
+
+
+def _straight_through_quantize(x: torch.Tensor, scale, zero_point, quant_min: int, quant_max: int,
+                               _dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(scale, torch.Tensor):
+        return torch.fake_quantize_per_tensor_affine(x, scale.float().reshape(()), zero_point.int().reshape(()),
+                                                     quant_min, quant_max)
+    return torch.fake_quantize_per_tensor_affine(x, float(scale), int(zero_point), quant_min, quant_max)
+
+
+def _already_dequantized(x: torch.Tensor, *_args: object) -> torch.Tensor:
+    return x
+
+
+
+def save(reference: fx.GraphModule, example: torch.Tensor, file: BinaryIO) -> None:
+    """Write the reference graph as a torch.export archive (without the example inputs it would otherwise keep)."""
+    with quiet():
+        program = torch.export.export(reference, (example,), dynamic_shapes=_dynamic_batch())
+        program._example_inputs = None
+        torch.export.save(program, file)
+
+
+def load(path: str | Path) -> fx.GraphModule:
+    with quiet():
+        return torch.export.load(path).module()
+
+
+def _drop_unused_attributes(graph_module: fx.GraphModule) -> None:
+    used = {node.target for node in graph_module.graph.nodes if node.op == "get_attr"}
+    for name, _ in list(graph_module.named_parameters()) + list(graph_module.named_buffers()):
+        if name not in used:
+            owner, _, attribute = name.rpartition(".")
+            delattr(graph_module.get_submodule(owner) if owner else graph_module, attribute)
+
+
+@functools.cache
+def _percentile_observer_class() -> type:
+    """Built on first use so that `import kdscope` does not import torchao."""
+    pt2e, *_ = _torchao()
+
+    class _PercentileObserver(pt2e.MinMaxObserver):
+        """Activation range = running mean over batches of the 0.01th and 99.99th percentiles: clips rare outliers
+        that would otherwise stretch the uint8 grid (the 'percentile' calibration of TensorRT and others)."""
+
+        percentile = 99.99
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.register_buffer("batches", torch.zeros((), dtype=torch.long))
+
+        def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
+            if x_orig.numel() == 0:
+                return x_orig
+            values = x_orig.detach().float().flatten()
+            if values.numel() > 1 << 20:
+                values = values[:: values.numel() // (1 << 20) + 1]
+            quantiles = torch.quantile(values, torch.tensor([1 - self.percentile / 100, self.percentile / 100]))
+            count = int(self.batches)
+            low, high = quantiles[0].to(self.min_val.dtype), quantiles[1].to(self.max_val.dtype)
+            if count == 0:
+                self.min_val.copy_(low)
+                self.max_val.copy_(high)
+            else:
+                self.min_val.copy_((self.min_val * count + low) / (count + 1))
+                self.max_val.copy_((self.max_val * count + high) / (count + 1))
+            self.batches += 1
+            return x_orig
+
+    return _PercentileObserver

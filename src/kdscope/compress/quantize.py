@@ -1,0 +1,163 @@
+"""int8 quantization: post-training static (calibrated), dynamic (Linear layers) and quantization-aware training.
+
+Every int8 Subject runs the compiled int8 model and carries its differentiable fake-quant twin for gradient methods;
+the lineage records how often the two agree, which layers were really quantized, and size and latency measured
+against the float parent in the same run.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import fx, nn
+
+from kdscope.checkpoint import atomic_write, checkpoint_paths, write_metadata
+from kdscope.compress import quant_backend as backend
+from kdscope.compress.lineage import Lineage, cpu_latency_ms, model_metrics, state_dict_bytes
+from kdscope.compress.masks import fold_masks, masks_of
+from kdscope.compress.outcome import normalisation
+from kdscope.data.imageset import ImageSet
+from kdscope.subject import Subject
+from kdscope.train import TrainConfig, train
+
+MODES = ("static", "dynamic", "qat")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """`mode`: 'static' (int8 weights and activations, calibrated), 'dynamic' (int8 Linear weights, activations
+    quantized on the fly), 'qat' (fake-quant training, then int8). `calibration` sets the activation ranges:
+    'minmax' (no saturation), 'histogram' (PyTorch's x86 default: the range minimising quantization error) or
+    'percentile' (99.99th percentile clipping)."""
+
+    mode: str = "static"
+    calibration: str = "histogram"
+    calibration_images: int = 512
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.calibration not in backend.CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {backend.CALIBRATIONS}, got {self.calibration!r}")
+        if self.calibration_images < 1:
+            raise ValueError(f"calibration_images must be >= 1, got {self.calibration_images}")
+
+
+@dataclass
+class QuantizeResult:
+    """The int8 Subject, its lineage, and the reference graph it was compiled from (what `save_int8` writes)."""
+
+    subject: Subject
+    lineage: Lineage
+    reference: fx.GraphModule
+
+
+def quantize(
+    subject: Subject,
+    data: ImageSet,
+    config: QuantizeConfig = QuantizeConfig(),
+    *,
+    qat_train: TrainConfig | None = None,
+    eval_data: ImageSet | None = None,
+    out: str | Path | None = None,
+    name: str | None = None,
+    progress: bool = True,
+) -> QuantizeResult:
+    """An int8 copy of `subject` (never modified). `data` calibrates (its first `calibration_images` images) or, for
+    QAT, trains (`qat_train`, 2 epochs at a small learning rate by default)."""
+    config.validate()
+    if len(data) == 0:
+        raise ValueError("quantization needs calibration data; the ImageSet is empty")
+    name = name or f"{subject.name}_int8"
+    model = (fold_masks(subject.model) if masks_of(subject.model) else copy.deepcopy(subject.model)).eval()
+    calibration = data.subset(range(min(len(data), config.calibration_images)))
+    example = subject.normalize(calibration.images(slice(0, 2)).to(subject.device))
+    if config.mode == "qat":
+        qat_train = qat_train or TrainConfig(epochs=2, lr=0.005, warmup_epochs=0)
+        prepared = backend.prepare(model, example, qat=True)
+        mean, std = normalisation(subject)
+        train(prepared, data, qat_train, mean=mean, std=std, progress=progress, name=name, role="quantized")
+    else:
+        prepared = backend.prepare(model, example, calibration=config.calibration,
+                                   dynamic=config.mode == "dynamic", linear_only=config.mode == "dynamic")
+        backend.calibrate(prepared, (subject.normalize(x.to(subject.device)) for x, _ in calibration.batches(128)))
+    reference = backend.convert(prepared)
+    quantized, floating = backend.quantized_layers(reference)
+    if not quantized:
+        raise ValueError(f"no layer of {subject.name} was quantized; int8 needs Conv2d or Linear layers")
+    int8 = int8_subject(reference, example, name=name, parent=subject,
+                        metadata={"compression": {"int8": {**asdict(config), "quantized_layers": quantized,
+                                                           "float_layers": floating}}})
+    lineage = Lineage(name=name, parent=subject.name, method=f"quantize:int8_{config.mode}",
+                      hyperparameters={"quantize": asdict(config),
+                                       "qat_train": asdict(qat_train) if qat_train is not None else None},
+                      data=calibration.description, seed=qat_train.seed if qat_train is not None else 0,
+                      metrics=int8_metrics(int8, subject, reference, eval_data or calibration))
+    int8.metadata["lineage"] = lineage.to_dict()
+    if out is not None:
+        save_int8(Path(out) / f"{name}.pt2", int8, reference, example)
+    return QuantizeResult(int8, lineage, reference)
+
+
+def int8_subject(reference: fx.GraphModule, example: torch.Tensor, *, name: str, parent: Subject | None = None,
+                 metadata: dict | None = None, **subject_kwargs: object) -> Subject:
+    """Wrap a reference int8 graph: the compiled int8 model runs it, its fake-quant twin gives gradients."""
+    lowered = backend.lower(reference)
+    backend.warm_up(lowered, example)
+    if parent is not None:
+        mean, std = normalisation(parent)
+        subject_kwargs = {"mean": mean, "std": std, "class_names": parent.class_names, **subject_kwargs}
+    return Subject(lowered, name=name, role="quantized", twin=backend.fake_quant_twin(reference),
+                   metadata=metadata, **subject_kwargs)
+
+
+def int8_metrics(int8: Subject, parent: Subject, reference: fx.GraphModule, data: ImageSet) -> dict:
+    """Accuracy, twin/int8 top-1 agreement, and weight bytes and CPU latency as ratios to the parent, same run."""
+    metrics = model_metrics(int8, data)
+    weights = [t for t in reference.state_dict().values() if t.dtype in (torch.int8, torch.float32) and t.ndim >= 1]
+    metrics["parameters"] = sum(parent_p.numel() for parent_p in parent.model.parameters())
+    metrics["nonzero_parameters"] = sum(int(torch.count_nonzero(t)) for t in weights)
+    metrics["file_bytes"] = state_dict_bytes(reference)
+    images = data.images()
+    with torch.no_grad():
+        int8_top1 = int8.predict(images)
+        twin_top1 = torch.cat([int8.logits(images[i:i + 256], use_twin=True).argmax(1).cpu()
+                               for i in range(0, len(images), 256)])
+        parent_top1 = parent.predict(images)
+    metrics["twin_int8_top1_agreement"] = float((int8_top1 == twin_top1).float().mean())
+    metrics["float_int8_top1_agreement"] = float((int8_top1 == parent_top1).float().mean())
+    parent_latency = cpu_latency_ms(parent, data.image_shape)
+    metrics["parent_cpu_latency_ms"] = parent_latency
+    metrics["latency_ratio_to_parent"] = (metrics["cpu_latency_ms"] / parent_latency
+                                          if parent_latency and metrics["cpu_latency_ms"] else None)
+    metrics["parent_file_bytes"] = state_dict_bytes(parent.model)
+    metrics["size_ratio_to_parent"] = metrics["file_bytes"] / metrics["parent_file_bytes"]
+    return metrics
+
+
+def save_int8(path: str | Path, subject: Subject, reference: fx.GraphModule, example: torch.Tensor) -> Path:
+    """NAME.pt2 (the reference int8 graph as a torch.export archive) beside NAME.json."""
+    archive = checkpoint_paths(path)[0].with_suffix(".pt2")
+    atomic_write(archive, lambda f: backend.save(reference, example, f))
+    shell = Subject(nn.Identity(), name=subject.name, role=subject.role, mean=_listed(subject.mean),
+                    std=_listed(subject.std), input_range=subject.input_range, class_names=subject.class_names,
+                    metadata={**subject.metadata, "example_shape": list(example.shape[1:])})
+    write_metadata(archive, shell)
+    return archive
+
+
+def load_int8(path: str | Path, metadata: dict) -> tuple[nn.Module, nn.Module]:
+    """(compiled int8 model, fake-quant twin) from NAME.pt2."""
+    archive = checkpoint_paths(path)[0].with_suffix(".pt2")
+    reference = backend.load(archive)
+    lowered = backend.lower(reference)
+    example = torch.zeros(2, *metadata.get("example_shape", (3, 32, 32)))
+    backend.warm_up(lowered, example)
+    return lowered, backend.fake_quant_twin(reference)
+
+
+def _listed(values: torch.Tensor | None) -> list[float] | None:
+    return None if values is None else values.flatten().tolist()

@@ -1,0 +1,115 @@
+"""int8 quantization through torchao's PT2E flow: close to float, twin agrees, layers reported, round trips."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kdscope import Subject, load_subject, zoo
+from kdscope.compress import quant_backend
+from kdscope.compress.prune import PruneConfig, prune
+from kdscope.compress.quantize import QuantizeConfig, quantize
+from kdscope.train import TrainConfig, train
+from tests.conftest import assert_unchanged, parameters_snapshot
+
+
+@pytest.fixture(scope="module")
+def float_subject(tiny_world):
+    train_set, _ = tiny_world
+    model = zoo.build("resnet", 10, seed=0, width=8, blocks=1)
+    train(model, train_set, TrainConfig(epochs=2, lr=0.02), progress=False)
+    mean, std = train_set.channel_stats()
+    return Subject(model, name="teacher", role="teacher", mean=mean, std=std, class_names=train_set.class_names)
+
+
+@pytest.fixture(scope="module")
+def static_int8(float_subject, tiny_world, tmp_path_factory):
+    train_set, test_set = tiny_world
+    out = tmp_path_factory.mktemp("int8")
+    before = parameters_snapshot(float_subject.model)
+    result = quantize(float_subject, train_set, QuantizeConfig(calibration="minmax"), eval_data=test_set, out=out,
+                      progress=False)
+    assert_unchanged(float_subject.model, before)
+    return result, out
+
+
+def test_int8_logits_stay_close_to_float(static_int8, float_subject, tiny_world):
+    result, _ = static_int8
+    x = tiny_world[0].images(slice(0, 64))
+    with torch.no_grad():
+        float_logits, int8_logits = float_subject.logits(x), result.subject.logits(x)
+    spread = float(float_logits.std())
+    assert float((int8_logits - float_logits).abs().max()) < 0.15 * spread
+    assert result.lineage.metrics["float_int8_top1_agreement"] >= 0.9
+
+
+def test_twin_matches_reference_and_gives_gradients(static_int8, float_subject, tiny_world):
+    result, _ = static_int8
+    x = tiny_world[1].images(slice(0, 32)).requires_grad_(True)
+    subject = result.subject
+    normalized = subject.normalize(x)
+    with torch.no_grad():
+        torch.testing.assert_close(subject.twin(normalized), result.reference(normalized), atol=1e-5, rtol=1e-5)
+    subject.logits(x, use_twin=True)[:, 3].sum().backward()
+    twin_grad = x.grad.clone()
+    x.grad = None
+    float_subject.logits(x)[:, 3].sum().backward()
+    cosine = torch.nn.functional.cosine_similarity(twin_grad.flatten(), x.grad.flatten(), dim=0)
+    assert float(cosine) > 0.8
+    assert subject.gradient_source == "twin"
+    assert result.lineage.metrics["twin_int8_top1_agreement"] >= 0.99
+
+
+def test_every_conv_and_linear_is_reported_quantized(static_int8, float_subject):
+    result, _ = static_int8
+    layers = result.subject.metadata["compression"]["int8"]
+    expected = [n for n, m in float_subject.model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert sorted(layers["quantized_layers"]) == sorted(expected)
+    assert layers["float_layers"] == []
+    assert result.lineage.metrics["file_bytes"] < 0.5 * result.lineage.metrics["parent_file_bytes"]
+
+
+def test_int8_round_trip(static_int8, tiny_world):
+    result, out = static_int8
+    loaded = load_subject(out / "teacher_int8.pt2")
+    x = tiny_world[1].images(slice(0, 16))
+    torch.testing.assert_close(loaded.logits(x), result.subject.logits(x))
+    torch.testing.assert_close(loaded.logits(x, use_twin=True), result.subject.logits(x, use_twin=True))
+    assert loaded.role == "quantized" and loaded.twin is not None
+    assert loaded.metadata["lineage"]["method"] == "quantize:int8_static"
+
+
+def test_dynamic_mode_quantizes_only_linear_layers(float_subject, tiny_world):
+    result = quantize(float_subject, tiny_world[0], QuantizeConfig(mode="dynamic", calibration_images=64),
+                      progress=False)
+    assert result.subject.metadata["compression"]["int8"]["quantized_layers"] == ["fc"]
+
+
+def test_qat_on_a_pruned_parent(float_subject, tiny_world):
+    train_set, test_set = tiny_world
+    sparse = prune(float_subject, PruneConfig(0.5), progress=False).subject
+    result = quantize(sparse, train_set.subset(range(128)), QuantizeConfig(mode="qat", calibration_images=64),
+                      qat_train=TrainConfig(epochs=1, lr=0.005), eval_data=test_set, progress=False)
+    assert result.lineage.parent == sparse.name
+    assert result.lineage.metrics["float_int8_top1_agreement"] >= 0.7
+    zero_weights = [t for k, t in result.reference.state_dict().items() if t.dtype == torch.int8]
+    assert sum(int((t == 0).sum()) for t in zero_weights) >= 0.45 * sum(t.numel() for t in zero_weights)
+
+
+def test_percentile_observer_clips_outliers():
+    observer = quant_backend._percentile_observer_class()(dtype=torch.uint8, quant_min=0, quant_max=255)
+    batches = [torch.randn(10_000, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    batches[0][0] = 1_000.0
+    for batch in batches:
+        observer(batch)
+    expected_high = sum(float(torch.quantile(b, 0.9999)) for b in batches) / 2
+    assert float(observer.max_val) == pytest.approx(expected_high, rel=1e-5)
+    assert float(observer.max_val) < 10
+
+
+@pytest.mark.parametrize("config, message", [(QuantizeConfig(mode="int4"), "mode must be"),
+                                             (QuantizeConfig(calibration="entropy!"), "calibration must be"),
+                                             (QuantizeConfig(calibration_images=0), "calibration_images")])
+def test_bad_configs_are_refused(float_subject, tiny_world, config, message):
+    with pytest.raises(ValueError, match=message):
+        quantize(float_subject, tiny_world[0], config, progress=False)
