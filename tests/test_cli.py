@@ -1,6 +1,7 @@
 import json
 
 import cv2
+import pytest
 from click.testing import CliRunner
 
 from kdscope import __version__, demo
@@ -105,3 +106,34 @@ def test_compress_distill_bad_hint_is_refused(tmp_path):
     result = CliRunner().invoke(main, ["compress", "distill", "--teacher", "x.pt", "--data", "digits", "--hint",
                                        "nocolon", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "STUDENT_LAYER:TEACHER_LAYER" in result.output
+
+
+def test_compress_prune_and_quantize_write_models_that_models_lists(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", "--arch", "resnet", "--width", "4", "--data", "digits", "--epochs", "1",
+                                "--quiet", "--name", "teacher", "--image-size", "16",
+                                "--out", str(tmp_path)]).exit_code == 0
+    common = ["--teacher", str(tmp_path / "teacher.pt"), "--data", "digits", "--image-size", "16", "--quiet",
+              "--out", str(tmp_path)]
+    sparse = runner.invoke(main, ["compress", "prune", "--sparsity", "0.7", "--epochs", "1", "--recover", *common])
+    assert sparse.exit_code == 0, sparse.output
+    assert json.loads(sparse.output)["sparsity"] == pytest.approx(0.7, abs=1e-3)
+    thin = runner.invoke(main, ["compress", "prune", "--method", "structured", "--epochs", "0", *common])
+    assert thin.exit_code == 0, thin.output
+    int8 = runner.invoke(main, ["compress", "quantize", "--calibration", "minmax", "--calibration-images", "64",
+                                *common])
+    assert int8.exit_code == 0, int8.output
+    assert json.loads(int8.output.strip().splitlines()[-1])["checkpoint"].endswith("teacher_int8.pt2")
+    listing = runner.invoke(main, ["models", str(tmp_path)])
+    assert listing.exit_code == 0, listing.output
+    for expected in ("teacher_pruned70", "70%", "teacher_filters50", "prune:structured_l1", "quantize:int8_static"):
+        assert expected in listing.output
+
+
+def test_compress_prune_bad_sparsity_is_refused(tmp_path):
+    runner = CliRunner()
+    runner.invoke(main, ["train", "--arch", "student", "--width", "2", "--data", "digits", "--epochs", "1", "--quiet",
+                         "--name", "teacher", "--image-size", "16", "--out", str(tmp_path)])
+    result = runner.invoke(main, ["compress", "prune", "--teacher", str(tmp_path / "teacher.pt"), "--sparsity", "1",
+                                  "--data", "digits", "--image-size", "16", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "sparsity must lie in [0, 1)" in result.output

@@ -10,13 +10,11 @@ import click
 
 from kdscope import __version__, zoo
 from kdscope.augment import Augment
-from kdscope.data import VARIANTS, ImageSet, load_dataset
+from kdscope.cli_common import floats, fmt, image_size_option, load_data
+from kdscope.cli_compress import compress
+from kdscope.data import VARIANTS
 from kdscope.data.preview import preview_grid, save_png
 from kdscope.train import TrainConfig, train
-
-image_size_option = click.option(
-    "--image-size", type=click.IntRange(8), default=None,
-    help="Square image side: folders of mixed sizes are resized to it; ProbeWorld and digits render at it.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,9 +45,9 @@ def data_preview(data_spec: str, variants: str, columns: int, seed: int, image_s
         unknown = [v for v in chosen if v not in VARIANTS]
         if unknown:
             raise click.BadParameter(f"unknown variant(s) {unknown}; choose from {VARIANTS}", param_hint="--variants")
-        rows = {v: _load(f"probeworld:{v}", "test", columns, image_size, seed) for v in chosen}
+        rows = {v: load_data(f"probeworld:{v}", "test", columns, image_size, seed) for v in chosen}
     else:
-        rows = {data_spec: _load(data_spec, "test", columns, image_size, seed)}
+        rows = {data_spec: load_data(data_spec, "test", columns, image_size, seed)}
     click.echo(save_png(out, preview_grid(rows, columns=columns)))
 
 
@@ -79,8 +77,8 @@ def train_command(arch: str, width: int | None, data_spec: str, eval_spec: str |
                   label_smoothing: float, grad_clip: float | None, colour_jitter: bool, seed: int,
                   name: str | None, role: str, resume: bool, quiet: bool, out: Path) -> None:
     """Train a zoo architecture and write OUT/NAME.pt + OUT/NAME.json."""
-    train_data = _load(data_spec, "train", n_train, image_size, seed)
-    eval_data = _load(eval_spec or data_spec, "test", None, image_size, seed)
+    train_data = load_data(data_spec, "train", n_train, image_size, seed)
+    eval_data = load_data(eval_spec or data_spec, "test", None, image_size, seed)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                          label_smoothing=label_smoothing, grad_clip=grad_clip, seed=seed,
                          augment=Augment.colour_jitter() if colour_jitter else Augment())
@@ -111,9 +109,9 @@ def evaluate_command(reference: str, weights: str | None, data_spec: str, split:
     from kdscope.loading import load_subject
     from kdscope.stats import bootstrap_ci
 
-    data_set = _load(data_spec, split, n, image_size, 0)
+    data_set = load_data(data_spec, split, n, image_size, 0)
     try:
-        subject = load_subject(reference, weights=weights, mean=_floats(mean), std=_floats(std),
+        subject = load_subject(reference, weights=weights, mean=floats(mean), std=floats(std),
                                trust=trust_checkpoint)
         correct = (subject.predict(data_set.images()) == data_set.targets()).numpy()
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
@@ -121,75 +119,6 @@ def evaluate_command(reference: str, weights: str | None, data_spec: str, split:
     accuracy, low, high = bootstrap_ci(correct)
     click.echo(json.dumps({"model": subject.name, "data": data_spec, "n": len(correct), "accuracy": accuracy,
                            "accuracy_ci95": [low, high]}))
-
-
-@main.group()
-def compress() -> None:
-    """Build compressed models from a teacher (each with its lineage JSON)."""
-
-
-@compress.command("distill")
-@click.option("--teacher", "teacher_ref", required=True, help="Teacher: any model reference `evaluate` takes.")
-@click.option("--student-arch", type=click.Choice(sorted(zoo.ARCHITECTURES)), default="student", show_default=True)
-@click.option("--width", type=click.IntRange(1), default=None, help="Student base width (architecture default).")
-@click.option("--blocks", type=click.IntRange(1), default=None, help="Student blocks per stage.")
-@click.option("--data", "data_spec", default="probeworld", show_default=True)
-@click.option("--n-train", type=click.IntRange(1), default=None, help="Cap on training images.")
-@image_size_option
-@click.option("--epochs", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
-@click.option("--lr", type=float, default=0.05, show_default=True)
-@click.option("--kind", type=click.Choice(["kl", "reverse_kl", "logits"]), default="kl", show_default=True)
-@click.option("--temperature", type=float, default=4.0, show_default=True)
-@click.option("--temperature-end", type=float, default=None, help="Anneal the temperature linearly to this value.")
-@click.option("--alpha", type=float, default=0.5, show_default=True, help="Weight on the hard-label loss.")
-@click.option("--hint", "hints", multiple=True, metavar="STUDENT_LAYER:TEACHER_LAYER",
-              help="FitNets hint pair (repeatable).")
-@click.option("--hint-weight", type=float, default=1.0, show_default=True)
-@click.option("--colour-jitter/--no-colour-jitter", default=True, show_default=True)
-@click.option("--independent/--no-independent", default=True, show_default=True,
-              help="Also train the independent student (the control).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--name", default="kd_student", show_default=True)
-@click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling of the teacher file.")
-@click.option("--quiet", is_flag=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def compress_distill(teacher_ref: str, student_arch: str, width: int | None, blocks: int | None, data_spec: str,
-                     n_train: int | None, image_size: int | None, epochs: int, batch_size: int, lr: float, kind: str,
-                     temperature: float, temperature_end: float | None, alpha: float, hints: tuple[str, ...],
-                     hint_weight: float, colour_jitter: bool, independent: bool, seed: int, name: str,
-                     trust_checkpoint: bool, quiet: bool, out: Path) -> None:
-    """Distil a teacher into a zoo student; writes OUT/NAME.pt and, by default, OUT/NAME_independent.pt."""
-    from kdscope.compress import DistillConfig, distill
-    from kdscope.loading import load_subject
-
-    train_data = _load(data_spec, "train", n_train, image_size, seed)
-    eval_data = _load(data_spec, "test", None, image_size, seed)
-    pairs = []
-    for hint in hints:
-        student_layer, sep, teacher_layer = hint.partition(":")
-        if not sep or not student_layer or not teacher_layer:
-            raise click.BadParameter(f"expected STUDENT_LAYER:TEACHER_LAYER, got {hint!r}", param_hint="--hint")
-        pairs.append((student_layer, teacher_layer))
-    kwargs = {k: v for k, v in (("width", width), ("blocks", blocks)) if v is not None}
-    try:
-        teacher = load_subject(teacher_ref, role="teacher", trust=trust_checkpoint)
-        student = zoo.build(student_arch, train_data.num_classes, seed=seed,
-                            in_channels=train_data.image_shape[0], **kwargs)
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                             augment=Augment.colour_jitter() if colour_jitter else Augment())
-        kd = DistillConfig(kind=kind, temperature=temperature, temperature_end=temperature_end, alpha=alpha,
-                           hints=tuple(pairs), hint_weight=hint_weight)
-        result = distill(teacher, student, train_data, config, kd, eval_data=eval_data, independent=independent,
-                         out=out, name=name, progress=not quiet)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as error:
-        raise click.ClickException(str(error)) from error
-    for lineage in (result.lineage, result.independent_lineage):
-        if lineage is not None:
-            click.echo(json.dumps({"model": lineage.name, "method": lineage.method,
-                                   "accuracy": lineage.metrics.get("accuracy"),
-                                   "accuracy_ci95": lineage.metrics.get("accuracy_ci95"),
-                                   "checkpoint": str(out / f"{lineage.name}.pt")}))
 
 
 @main.command("models")
@@ -207,22 +136,24 @@ def models_command(folder: Path) -> None:
             continue
         lineage = meta.get("lineage") or {}
         metrics = lineage.get("metrics") or meta.get("metrics") or {}
-        weights = meta_path.with_suffix(".pt")
-        if not weights.exists():
+        weights = next((p for p in (meta_path.with_suffix(".pt"), meta_path.with_suffix(".pt2")) if p.exists()),
+                       None)
+        if weights is None:
             continue
         parameters = metrics.get("parameters")
         if parameters is None:
             parameters = sum(p.numel() for p in load_subject(weights).model.parameters())
         rows.append((meta.get("name", meta_path.stem), meta.get("role", "?"), lineage.get("method", "train"),
-                     lineage.get("parent", "-"), metrics.get("accuracy"), parameters, weights.stat().st_size,
-                     metrics.get("cpu_latency_ms")))
+                     lineage.get("parent", "-"), metrics.get("accuracy"), parameters, metrics.get("sparsity"),
+                     weights.stat().st_size, metrics.get("cpu_latency_ms")))
     if not rows:
         raise click.ClickException(f"no kdscope checkpoints (NAME.pt + NAME.json) in {folder}")
-    click.echo(f"{'model':<24}{'role':<21}{'method':<16}{'parent':<14}{'accuracy':>9}{'params':>10}"
+    click.echo(f"{'model':<28}{'role':<21}{'method':<28}{'parent':<18}{'accuracy':>9}{'params':>10}{'sparsity':>9}"
                f"{'file KB':>9}{'latency ms':>11}")
-    for name, role, method, parent, accuracy, params, size, latency in rows:
-        click.echo(f"{name:<24}{role:<21}{method:<16}{str(parent)[:13]:<14}{_fmt(accuracy, '.2%'):>9}"
-                   f"{_fmt(params, ',d'):>10}{_fmt(size and size / 1024, '.1f'):>9}{_fmt(latency, '.2f'):>11}")
+    for name, role, method, parent, accuracy, params, sparsity, size, latency in rows:
+        click.echo(f"{name:<28}{role:<21}{method:<28}{str(parent)[:17]:<18}{fmt(accuracy, '.2%'):>9}"
+                   f"{fmt(params, ',d'):>10}{fmt(sparsity, '.0%'):>9}{fmt(size and size / 1024, '.1f'):>9}"
+                   f"{fmt(latency, '.2f'):>11}")
 
 
 @main.command("demo")
@@ -247,25 +178,7 @@ def demo_command(out: Path, fresh: bool, quiet: bool) -> None:
         click.echo(f"\nteacher - student gap: {100 * gap:.1f} points [{100 * low:.1f}, {100 * high:.1f}] "
                    f"(paired bootstrap over {n} test images): room for distillation to show.")
 
-def _fmt(value: float | int | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _floats(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError as error:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from error
-
-
-def _load(spec: str, split: str, n: int | None, size: int | None, seed: int) -> ImageSet:
-    try:
-        return load_dataset(spec, split=split, n=n, size=size, seed=seed)
-    except (ValueError, FileNotFoundError, KeyError, TypeError) as error:
-        raise click.UsageError(str(error)) from error
-
+main.add_command(compress)
 
 if __name__ == "__main__":
     sys.exit(main())
