@@ -21,7 +21,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python bench/bench_foundation.py
+	$(BIN)/python bench/bench_distill.py
+	$(BIN)/python bench/bench_quantize.py
+	$(BIN)/python bench/bench_prune.py --only masks
+	$(BIN)/python bench/bench_prune.py --only structured
+	$(BIN)/python bench/bench_prune.py --only curve
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,115 @@
+"""int8 against its float parent on ProbeWorld, all measured in the same run on this CPU: accuracy (paired interval),
+weight bytes, latency (int8 vs eager fp32 and vs torch.compile'd fp32), twin/int8 agreement, per calibration.
+
+    python bench/bench_quantize.py      # demo teacher and student; writes bench/results/quantize.json
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from kdscope import Subject
+from kdscope.checkpoint import library_versions
+from kdscope.compress.quant_backend import CompiledInt8, warm_up
+from kdscope.compress.quantize import QuantizeConfig, quantize
+from kdscope.data import probeworld
+from kdscope.demo import DemoRecipe, run_demo
+from kdscope.loading import load_subject
+from kdscope.stats import bootstrap_ci
+
+RESULTS = Path(__file__).parent / "results" / "quantize.json"
+CONFIGS = (QuantizeConfig("static", "minmax"), QuantizeConfig("static", "histogram"),
+           QuantizeConfig("static", "percentile"), QuantizeConfig("dynamic", "minmax"))
+
+
+def compiled_float(subject: Subject, shape: tuple[int, ...]) -> Subject:
+    """The fairer float baseline: the same Inductor compiler on the fp32 model."""
+    compiled = torch.compile(subject.model.eval())
+    warm_up(compiled, torch.zeros(2, *shape))
+    return Subject(compiled, name="fp32_compiled", mean=subject.mean.flatten().tolist(),
+                   std=subject.std.flatten().tolist())
+
+
+@torch.no_grad()
+def interleaved_ms(subjects: dict[str, Subject], shape: tuple[int, ...], batch: int, repeats: int = 40) -> dict:
+    """Median forward time per model, the models timed in turn within each repeat so that load on this shared
+    machine hits all of them alike; ratios are medians of the per-repeat ratios."""
+    x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))
+    times = {name: [] for name in subjects}
+    for subject in subjects.values():
+        for _ in range(3):
+            subject.logits(x)
+    for _ in range(repeats):
+        for name, subject in subjects.items():
+            start = time.perf_counter()
+            subject.logits(x)
+            times[name].append(1000 * (time.perf_counter() - start))
+    result = {name: statistics.median(values) for name, values in times.items()}
+    result["int8_vs_eager"] = statistics.median(a / b for a, b in zip(times["int8"], times["fp32_eager"]))
+    result["int8_vs_compiled"] = statistics.median(a / b for a, b in zip(times["int8"], times["fp32_compiled"]))
+    return result
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    recipe = DemoRecipe()
+    run_demo("runs/demo", progress=False, recipe=recipe)
+    train_data = probeworld(recipe.train_images, split="train", seed=recipe.seed)
+    test_data = probeworld(recipe.test_images, split="test", seed=recipe.seed)
+    targets = test_data.targets().numpy()
+    rows = []
+    for model_name in ("teacher", "student_alone"):
+        parent = load_subject(f"runs/demo/{model_name}.pt")
+        parent_correct = (parent.predict(test_data.images()).numpy() == targets).astype(float)
+        shape = test_data.image_shape
+        peer = compiled_float(parent, shape)
+        for config in CONFIGS:
+            result = quantize(parent, train_data, config, eval_data=test_data, progress=False)
+            int8 = result.subject
+            assert isinstance(int8.model, CompiledInt8)
+            int8_correct = (int8.predict(test_data.images()).numpy() == targets).astype(float)
+            latency = {batch: interleaved_ms({"fp32_eager": parent, "fp32_compiled": peer, "int8": int8}, shape,
+                                             batch) for batch in (64, 1)}
+            metrics = result.lineage.metrics
+            drop = bootstrap_ci(parent_correct - int8_correct)
+            rows.append({
+                "model": model_name, "mode": config.mode, "calibration": config.calibration,
+                "float_accuracy": float(parent_correct.mean()), "int8_accuracy": float(int8_correct.mean()),
+                "drop_points": [100 * d for d in drop],
+                "size_ratio": metrics["size_ratio_to_parent"], "file_bytes": metrics["file_bytes"],
+                "parent_file_bytes": metrics["parent_file_bytes"],
+                "latency_ms": latency,
+                "twin_agreement": metrics["twin_int8_top1_agreement"],
+                "float_agreement": metrics["float_int8_top1_agreement"],
+                "quantized_layers": len(int8.metadata["compression"]["int8"]["quantized_layers"]),
+                "float_layers": int8.metadata["compression"]["int8"]["float_layers"],
+            })
+            print(json.dumps(rows[-1]), flush=True)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({"rows": rows, "versions": library_versions(),
+                                   "threads": torch.get_num_threads()}, indent=2))
+    print("\n| model | mode / calibration | fp32 acc | int8 acc | drop, points [95% CI] | size | "
+          "latency int8/fp32 eager (b64, b1) | int8/fp32 compiled (b64, b1) | twin = int8 | layers int8 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ms = r["latency_ms"]
+        eager = [ms[b]["int8_vs_eager"] for b in (64, 1)]
+        compiled = [ms[b]["int8_vs_compiled"] for b in (64, 1)]
+        d = r["drop_points"]
+        print(f"| {r['model']} | {r['mode']} / {r['calibration']} | {r['float_accuracy']:.1%} | "
+              f"{r['int8_accuracy']:.1%} | {d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}] | {r['size_ratio']:.2f}x | "
+              f"{eager[0]:.2f}, {eager[1]:.2f} | {compiled[0]:.2f}, {compiled[1]:.2f} | "
+              f"{r['twin_agreement']:.2%} | {r['quantized_layers']} ({len(r['float_layers'])} float) |")
+    print("\nfp32 latency (ms, batch 64 / 1): " + "; ".join(
+        f"{r['model']}: eager {r['latency_ms'][64]['fp32_eager']:.1f} / {r['latency_ms'][1]['fp32_eager']:.2f}, "
+        f"int8 {r['latency_ms'][64]['int8']:.1f} / {r['latency_ms'][1]['int8']:.2f}"
+        for r in rows if r["calibration"] == "histogram"))
+
+
+if __name__ == "__main__":
+    main()
