@@ -23,7 +23,7 @@ import torch
 from kdscope import Subject, zoo
 from kdscope.checkpoint import library_versions
 from kdscope.compress import DistillConfig
-from kdscope.compress.lineage import cpu_latency_ms, state_dict_bytes
+from kdscope.compress.lineage import state_dict_bytes
 from kdscope.compress.masks import prunable_layers
 from kdscope.compress.prune import PruneConfig, lottery_ticket, magnitude_masks, prune
 from kdscope.compress.structured import StructuredConfig, structured_prune
@@ -31,6 +31,7 @@ from kdscope.data import probeworld
 from kdscope.demo import DemoRecipe, run_demo
 from kdscope.loading import load_subject
 from kdscope.train import TrainConfig
+from timing import interleaved_ms
 
 RESULTS = Path(__file__).parent / "results"
 SPARSITIES = (0.5, 0.8, 0.9, 0.95)
@@ -110,14 +111,16 @@ def structured(fine_tune_epochs: int) -> dict:
     teacher_spec = next(m for m in recipe.models if m.role == "teacher")
     shape = test_data.image_shape
     fine_tune = TrainConfig(epochs=fine_tune_epochs, lr=0.01, warmup_epochs=0, augment=teacher_spec.config.augment)
-    rows = {"teacher": _size_and_speed(teacher, shape) | {"accuracy": teacher.evaluate(test_data)["accuracy"]}}
+    rows = {"teacher": _size(teacher) | {"accuracy": teacher.evaluate(test_data)["accuracy"]}}
+    models = {"teacher": teacher}
     ours = structured_prune(teacher, StructuredConfig(0.5), data=train_data, eval_data=test_data, progress=False)
-    rows["ours_no_fine_tuning"] = _size_and_speed(ours.subject, shape) | {
-        "accuracy": ours.lineage.metrics["accuracy"]}
+    rows["ours_no_fine_tuning"] = _size(ours.subject) | {"accuracy": ours.lineage.metrics["accuracy"]}
+    models["ours_no_fine_tuning"] = ours.subject
     for label, recover in (("ours_fine_tuned", None), ("ours_kd_recovered", DistillConfig())):
         result = structured_prune(teacher, StructuredConfig(0.5), data=train_data, fine_tune=fine_tune,
                                   recover=recover, eval_data=test_data, progress=False)
-        rows[label] = _size_and_speed(result.subject, shape) | {
+        models[label] = result.subject
+        rows[label] = _size(result.subject) | {
             "accuracy": result.lineage.metrics["accuracy"], "accuracy_ci95": result.lineage.metrics["accuracy_ci95"]}
         print(label, json.dumps(rows[label]), flush=True)
     peer_model = copy.deepcopy(teacher.model)
@@ -127,17 +130,20 @@ def structured(fine_tune_epochs: int) -> dict:
     pruner.step()
     peer = Subject(peer_model, name="torch_pruning", mean=teacher.mean.flatten().tolist(),
                    std=teacher.std.flatten().tolist())
-    rows["torch_pruning_no_fine_tuning"] = _size_and_speed(peer, shape) | {
-        "accuracy": peer.evaluate(test_data)["accuracy"]}
+    rows["torch_pruning_no_fine_tuning"] = _size(peer) | {"accuracy": peer.evaluate(test_data)["accuracy"]}
+    models["torch_pruning_no_fine_tuning"] = peer
+    for batch in (64, 1):
+        timing = interleaved_ms(models, shape, batch, repeats=60)
+        for label in models:
+            rows[label][f"latency_ms_b{batch}"] = timing[label]
+            rows[label][f"latency_ratio_b{batch}"] = timing["ratios"][label]["teacher"]
     rows["versions"] = {**library_versions(), "torch_pruning": tp.__version__}
     return rows
 
 
-def _size_and_speed(subject: Subject, shape: tuple[int, ...]) -> dict:
+def _size(subject: Subject) -> dict:
     return {"parameters": sum(p.numel() for p in subject.model.parameters()),
-            "file_bytes": state_dict_bytes(subject.model),
-            "latency_ms_b64": cpu_latency_ms(subject, shape, 64, repeats=30),
-            "latency_ms_b1": cpu_latency_ms(subject, shape, 1, repeats=50)}
+            "file_bytes": state_dict_bytes(subject.model)}
 
 
 def print_structured(rows: dict) -> None:
@@ -147,10 +153,10 @@ def print_structured(rows: dict) -> None:
     for label in ("teacher", "ours_no_fine_tuning", "ours_fine_tuned", "ours_kd_recovered",
                   "torch_pruning_no_fine_tuning"):
         r = rows[label]
+        latency = (f"{r['latency_ms_b64']:.1f} ms ({r['latency_ratio_b64']:.2f}x) | "
+                   f"{r['latency_ms_b1']:.2f} ms ({r['latency_ratio_b1']:.2f}x)" if "latency_ms_b1" in r else "- | -")
         print(f"| {label} | {r['accuracy']:.1%} | {r['parameters']:,} ({r['parameters'] / base['parameters']:.2f}x) | "
-              f"{r['file_bytes'] / 1024:.0f} KB ({r['file_bytes'] / base['file_bytes']:.2f}x) | "
-              f"{r['latency_ms_b64']:.1f} ms ({r['latency_ms_b64'] / base['latency_ms_b64']:.2f}x) | "
-              f"{r['latency_ms_b1']:.2f} ms ({r['latency_ms_b1'] / base['latency_ms_b1']:.2f}x) |")
+              f"{r['file_bytes'] / 1024:.0f} KB ({r['file_bytes'] / base['file_bytes']:.2f}x) | {latency} |")
 
 
 def masks() -> dict:

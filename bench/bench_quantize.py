@@ -7,24 +7,24 @@ weight bytes, latency (int8 vs eager fp32 and vs torch.compile'd fp32), twin/int
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from kdscope import Subject
 from kdscope.checkpoint import library_versions
+from kdscope.compress.bf16 import Bf16Model
 from kdscope.compress.quant_backend import CompiledInt8, warm_up
 from kdscope.compress.quantize import QuantizeConfig, quantize
 from kdscope.data import probeworld
 from kdscope.demo import DemoRecipe, run_demo
 from kdscope.loading import load_subject
 from kdscope.stats import bootstrap_ci
+from timing import interleaved_ms
 
 RESULTS = Path(__file__).parent / "results" / "quantize.json"
 CONFIGS = (QuantizeConfig("static", "minmax"), QuantizeConfig("static", "histogram"),
-           QuantizeConfig("static", "percentile"), QuantizeConfig("dynamic", "minmax"))
+           QuantizeConfig("static", "percentile"), QuantizeConfig("dynamic", "minmax"), QuantizeConfig("bf16"))
 
 
 def compiled_float(subject: Subject, shape: tuple[int, ...]) -> Subject:
@@ -35,24 +35,15 @@ def compiled_float(subject: Subject, shape: tuple[int, ...]) -> Subject:
                    std=subject.std.flatten().tolist())
 
 
-@torch.no_grad()
-def interleaved_ms(subjects: dict[str, Subject], shape: tuple[int, ...], batch: int, repeats: int = 40) -> dict:
-    """Median forward time per model, the models timed in turn within each repeat so that load on this shared
-    machine hits all of them alike; ratios are medians of the per-repeat ratios."""
-    x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))
-    times = {name: [] for name in subjects}
-    for subject in subjects.values():
-        for _ in range(3):
-            subject.logits(x)
-    for _ in range(repeats):
-        for name, subject in subjects.items():
-            start = time.perf_counter()
-            subject.logits(x)
-            times[name].append(1000 * (time.perf_counter() - start))
-    result = {name: statistics.median(values) for name, values in times.items()}
-    result["int8_vs_eager"] = statistics.median(a / b for a, b in zip(times["int8"], times["fp32_eager"]))
-    result["int8_vs_compiled"] = statistics.median(a / b for a, b in zip(times["int8"], times["fp32_compiled"]))
-    return result
+def _layers(subject: Subject) -> dict:
+    int8 = subject.metadata["compression"].get("int8")
+    if int8 is None:
+        return {"quantized_layers": "all (bf16)", "float_layers": []}
+    return {"quantized_layers": len(int8["quantized_layers"]), "float_layers": int8["float_layers"]}
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
 
 
 def main() -> None:
@@ -71,10 +62,14 @@ def main() -> None:
         for config in CONFIGS:
             result = quantize(parent, train_data, config, eval_data=test_data, progress=False)
             int8 = result.subject
-            assert isinstance(int8.model, CompiledInt8)
+            assert isinstance(int8.model, CompiledInt8 if config.mode != "bf16" else Bf16Model)
             int8_correct = (int8.predict(test_data.images()).numpy() == targets).astype(float)
-            latency = {batch: interleaved_ms({"fp32_eager": parent, "fp32_compiled": peer, "int8": int8}, shape,
-                                             batch) for batch in (64, 1)}
+            latency = {}
+            for batch in (64, 1):
+                latency[batch] = interleaved_ms({"fp32_eager": parent, "fp32_compiled": peer, "int8": int8}, shape,
+                                                batch)
+                latency[batch]["int8_vs_eager"] = latency[batch]["ratios"]["int8"]["fp32_eager"]
+                latency[batch]["int8_vs_compiled"] = latency[batch]["ratios"]["int8"]["fp32_compiled"]
             metrics = result.lineage.metrics
             drop = bootstrap_ci(parent_correct - int8_correct)
             rows.append({
@@ -84,10 +79,9 @@ def main() -> None:
                 "size_ratio": metrics["size_ratio_to_parent"], "file_bytes": metrics["file_bytes"],
                 "parent_file_bytes": metrics["parent_file_bytes"],
                 "latency_ms": latency,
-                "twin_agreement": metrics["twin_int8_top1_agreement"],
-                "float_agreement": metrics["float_int8_top1_agreement"],
-                "quantized_layers": len(int8.metadata["compression"]["int8"]["quantized_layers"]),
-                "float_layers": int8.metadata["compression"]["int8"]["float_layers"],
+                "twin_agreement": metrics.get("twin_int8_top1_agreement"),
+                "float_agreement": metrics["parent_top1_agreement"],
+                **_layers(int8),
             })
             print(json.dumps(rows[-1]), flush=True)
     RESULTS.parent.mkdir(exist_ok=True)
@@ -104,7 +98,7 @@ def main() -> None:
         print(f"| {r['model']} | {r['mode']} / {r['calibration']} | {r['float_accuracy']:.1%} | "
               f"{r['int8_accuracy']:.1%} | {d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}] | {r['size_ratio']:.2f}x | "
               f"{eager[0]:.2f}, {eager[1]:.2f} | {compiled[0]:.2f}, {compiled[1]:.2f} | "
-              f"{r['twin_agreement']:.2%} | {r['quantized_layers']} ({len(r['float_layers'])} float) |")
+              f"{_percent(r['twin_agreement'])} | {r['quantized_layers']} ({len(r['float_layers'])} float) |")
     print("\nfp32 latency (ms, batch 64 / 1): " + "; ".join(
         f"{r['model']}: eager {r['latency_ms'][64]['fp32_eager']:.1f} / {r['latency_ms'][1]['fp32_eager']:.2f}, "
         f"int8 {r['latency_ms'][64]['int8']:.1f} / {r['latency_ms'][1]['int8']:.2f}"

@@ -172,7 +172,7 @@ def _lottery(teacher: Subject, train_data: ImageSet, eval_data: ImageSet, config
 
 @compress.command("quantize")
 @teacher_option
-@click.option("--mode", type=click.Choice(["static", "dynamic", "qat"]), default="static", show_default=True)
+@click.option("--mode", type=click.Choice(["static", "dynamic", "qat", "bf16"]), default="static", show_default=True)
 @click.option("--calibration", type=click.Choice(["minmax", "histogram", "percentile"]), default="histogram",
               show_default=True, help="How activation ranges are set from the calibration images.")
 @click.option("--calibration-images", type=click.IntRange(1), default=512, show_default=True)
@@ -189,7 +189,7 @@ def _lottery(teacher: Subject, train_data: ImageSet, eval_data: ImageSet, config
 def compress_quantize(teacher_ref: str, mode: str, calibration: str, calibration_images: int, qat_epochs: int,
                       lr: float, data_spec: str, n_train: int | None, image_size: int | None, seed: int,
                       name: str | None, trust_checkpoint: bool, quiet: bool, out: Path) -> None:
-    """int8-quantize a copy of the teacher; writes OUT/NAME.pt2 (int8 graph) + OUT/NAME.json (lineage included)."""
+    """Quantize a copy of the teacher; writes OUT/NAME.pt2 (int8 graph) or OUT/NAME.pt (bf16) + OUT/NAME.json."""
     from kdscope.compress.quantize import QuantizeConfig, quantize
     from kdscope.loading import load_subject
 
@@ -203,7 +203,7 @@ def compress_quantize(teacher_ref: str, mode: str, calibration: str, calibration
                           eval_data=eval_data, out=out, name=name, progress=not quiet)
     except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
-    _report(result.lineage, out / f"{result.lineage.name}.pt2")
+    _report(result.lineage, out / f"{result.lineage.name}.{'pt' if mode == 'bf16' else 'pt2'}")
 
 
 def _report(lineage: Lineage, path: Path) -> None:

@@ -89,6 +89,10 @@ def _from_checkpoint(path: Path, weights: str | Path | None) -> tuple[nn.Module,
         raise ValueError(f"{path} does not record a zoo architecture; load it as 'module:function' with weights=")
     model = zoo.build(arch["name"], **arch["kwargs"])
     _restore_compression(model, meta.get("compression") or {})
+    if (meta.get("compression") or {}).get("bf16"):
+        from kdscope.compress.bf16 import Bf16Model
+
+        model = Bf16Model(model)
     state = load_state_dict(weights or checkpoint_paths(path)[0])
     _load_weights(model, state, path)
     return model.eval(), meta, None

@@ -40,7 +40,7 @@ def test_int8_logits_stay_close_to_float(static_int8, float_subject, tiny_world)
         float_logits, int8_logits = float_subject.logits(x), result.subject.logits(x)
     spread = float(float_logits.std())
     assert float((int8_logits - float_logits).abs().max()) < 0.15 * spread
-    assert result.lineage.metrics["float_int8_top1_agreement"] >= 0.9
+    assert result.lineage.metrics["parent_top1_agreement"] >= 0.9
 
 
 def test_twin_matches_reference_and_gives_gradients(static_int8, float_subject, tiny_world):
@@ -91,7 +91,7 @@ def test_qat_on_a_pruned_parent(float_subject, tiny_world):
     result = quantize(sparse, train_set.subset(range(128)), QuantizeConfig(mode="qat", calibration_images=64),
                       qat_train=TrainConfig(epochs=1, lr=0.005), eval_data=test_set, progress=False)
     assert result.lineage.parent == sparse.name
-    assert result.lineage.metrics["float_int8_top1_agreement"] >= 0.7
+    assert result.lineage.metrics["parent_top1_agreement"] >= 0.7
     zero_weights = [t for k, t in result.reference.state_dict().items() if t.dtype == torch.int8]
     assert sum(int((t == 0).sum()) for t in zero_weights) >= 0.45 * sum(t.numel() for t in zero_weights)
 
@@ -113,3 +113,17 @@ def test_percentile_observer_clips_outliers():
 def test_bad_configs_are_refused(float_subject, tiny_world, config, message):
     with pytest.raises(ValueError, match=message):
         quantize(float_subject, tiny_world[0], config, progress=False)
+
+
+def test_bf16_halves_the_weights_and_round_trips(float_subject, tiny_world, tmp_path):
+    train_set, test_set = tiny_world
+    result = quantize(float_subject, train_set, QuantizeConfig(mode="bf16"), eval_data=test_set, out=tmp_path,
+                      progress=False)
+    metrics = result.lineage.metrics
+    assert metrics["size_ratio_to_parent"] < 0.6 and metrics["parent_top1_agreement"] >= 0.9
+    assert next(result.subject.model.parameters()).dtype == torch.bfloat16
+    assert next(float_subject.model.parameters()).dtype == torch.float32
+    loaded = load_subject(tmp_path / "teacher_bf16.pt")
+    x = test_set.images(slice(0, 8))
+    assert loaded.logits(x).dtype == torch.float32
+    torch.testing.assert_close(loaded.logits(x), result.subject.logits(x))

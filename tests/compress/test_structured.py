@@ -76,3 +76,29 @@ def test_bad_ratio_and_missing_shape_are_refused():
         structured_prune(subject, StructuredConfig(1.0), input_shape=(3, 16, 16))
     with pytest.raises(ValueError, match="input_shape"):
         structured_prune(subject, StructuredConfig(0.5))
+
+
+class _Concat(torch.nn.Module):
+    """Concatenated branches, a grouped conv and a pooling method call: channel axes the pruner must leave alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left, self.right = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.grouped = torch.nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.middle = torch.nn.Conv2d(8, 6, 1)
+        self.head = torch.nn.Conv2d(6, 6, 1)
+        self.fc = torch.nn.Linear(6, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.grouped(torch.cat([self.left(x), self.right(x)], dim=1))
+        x = torch.relu(self.head(self.middle(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_unknown_operations_freeze_their_channels():
+    model = _Concat()
+    groups = {tuple(g.producers): g.prunable for g in channel_groups(model, torch.zeros(2, 3, 8, 8))}
+    assert groups == {("left",): False, ("right",): False, ("middle",): True, ("head",): False, ("fc",): False}
+    pruned = structured_prune(_subject(model), StructuredConfig(0.5), input_shape=(3, 8, 8), progress=False)
+    assert pruned.subject.model.middle.out_channels == 3 and pruned.subject.model.left.out_channels == 4
+    assert pruned.subject.logits(torch.rand(2, 3, 8, 8)).shape == (2, 10)

@@ -14,22 +14,25 @@ from pathlib import Path
 import torch
 from torch import fx, nn
 
-from kdscope.checkpoint import atomic_write, checkpoint_paths, write_metadata
+from kdscope.checkpoint import atomic_write, checkpoint_paths, save_checkpoint, write_metadata
 from kdscope.compress import quant_backend as backend
+from kdscope.compress.bf16 import Bf16Model, cpu_has_native_bf16
 from kdscope.compress.lineage import Lineage, cpu_latency_ms, model_metrics, state_dict_bytes
 from kdscope.compress.masks import fold_masks, masks_of
 from kdscope.compress.outcome import normalisation
+from kdscope.compress.reshape import layer_shapes
 from kdscope.data.imageset import ImageSet
 from kdscope.subject import Subject
 from kdscope.train import TrainConfig, train
 
-MODES = ("static", "dynamic", "qat")
+MODES = ("static", "dynamic", "qat", "bf16")
 
 
 @dataclass(frozen=True)
 class QuantizeConfig:
     """`mode`: 'static' (int8 weights and activations, calibrated), 'dynamic' (int8 Linear weights, activations
-    quantized on the fly), 'qat' (fake-quant training, then int8). `calibration` sets the activation ranges:
+    quantized on the fly), 'qat' (fake-quant training, then int8), or 'bf16' (bfloat16 weights and activations, no
+    calibration). `calibration` sets the activation ranges:
     'minmax' (no saturation), 'histogram' (PyTorch's x86 default: the range minimising quantization error) or
     'percentile' (99.99th percentile clipping)."""
 
@@ -48,11 +51,12 @@ class QuantizeConfig:
 
 @dataclass
 class QuantizeResult:
-    """The int8 Subject, its lineage, and the reference graph it was compiled from (what `save_int8` writes)."""
+    """The quantized Subject, its lineage, and for int8 the reference graph it was compiled from (what `save_int8`
+    writes)."""
 
     subject: Subject
     lineage: Lineage
-    reference: fx.GraphModule
+    reference: fx.GraphModule | None
 
 
 def quantize(
@@ -66,14 +70,16 @@ def quantize(
     name: str | None = None,
     progress: bool = True,
 ) -> QuantizeResult:
-    """An int8 copy of `subject` (never modified). `data` calibrates (its first `calibration_images` images) or, for
-    QAT, trains (`qat_train`, 2 epochs at a small learning rate by default)."""
+    """An int8 (or bf16) copy of `subject` (never modified). `data` calibrates (its first `calibration_images`
+    images) or, for QAT, trains (`qat_train`, 2 epochs at a small learning rate by default)."""
     config.validate()
     if len(data) == 0:
         raise ValueError("quantization needs calibration data; the ImageSet is empty")
-    name = name or f"{subject.name}_int8"
+    name = name or f"{subject.name}_{'bf16' if config.mode == 'bf16' else 'int8'}"
     model = (fold_masks(subject.model) if masks_of(subject.model) else copy.deepcopy(subject.model)).eval()
     calibration = data.subset(range(min(len(data), config.calibration_images)))
+    if config.mode == "bf16":
+        return _to_bf16(subject, model, config, eval_data or calibration, calibration, out, name)
     example = subject.normalize(calibration.images(slice(0, 2)).to(subject.device))
     if config.mode == "qat":
         qat_train = qat_train or TrainConfig(epochs=2, lr=0.005, warmup_epochs=0)
@@ -123,12 +129,18 @@ def int8_metrics(int8: Subject, parent: Subject, reference: fx.GraphModule, data
     metrics["file_bytes"] = state_dict_bytes(reference)
     images = data.images()
     with torch.no_grad():
-        int8_top1 = int8.predict(images)
         twin_top1 = torch.cat([int8.logits(images[i:i + 256], use_twin=True).argmax(1).cpu()
                                for i in range(0, len(images), 256)])
-        parent_top1 = parent.predict(images)
-    metrics["twin_int8_top1_agreement"] = float((int8_top1 == twin_top1).float().mean())
-    metrics["float_int8_top1_agreement"] = float((int8_top1 == parent_top1).float().mean())
+    metrics["twin_int8_top1_agreement"] = float((int8.predict(images) == twin_top1).float().mean())
+    return {**metrics, **_against_parent(int8, parent, data, metrics)}
+
+
+def _against_parent(compressed: Subject, parent: Subject, data: ImageSet, metrics: dict) -> dict:
+    """Top-1 agreement with the float parent, and latency and weight bytes as ratios to it, measured now."""
+    images = data.images()
+    agreement = float((compressed.predict(images) == parent.predict(images)).float().mean())
+    metrics = {"parent_top1_agreement": agreement, "cpu_latency_ms": metrics["cpu_latency_ms"],
+               "file_bytes": metrics["file_bytes"]}
     parent_latency = cpu_latency_ms(parent, data.image_shape)
     metrics["parent_cpu_latency_ms"] = parent_latency
     metrics["latency_ratio_to_parent"] = (metrics["cpu_latency_ms"] / parent_latency
@@ -136,6 +148,25 @@ def int8_metrics(int8: Subject, parent: Subject, reference: fx.GraphModule, data
     metrics["parent_file_bytes"] = state_dict_bytes(parent.model)
     metrics["size_ratio_to_parent"] = metrics["file_bytes"] / metrics["parent_file_bytes"]
     return metrics
+
+
+def _to_bf16(parent: Subject, model: nn.Module, config: QuantizeConfig, eval_data: ImageSet,
+             calibration: ImageSet, out: str | Path | None, name: str) -> QuantizeResult:
+    wrapped = Bf16Model(model)
+    wrapped.kdscope_arch = getattr(model, "kdscope_arch", None)
+    mean, std = normalisation(parent)
+    compression = {"bf16": {"native_bf16_cpu": cpu_has_native_bf16()}, "shapes": layer_shapes(model)}
+    subject = Subject(wrapped, name=name, role="quantized", mean=mean, std=std, class_names=parent.class_names,
+                      metadata={"compression": compression})
+    metrics = model_metrics(subject, eval_data)
+    metrics.update(_against_parent(subject, parent, eval_data, metrics))
+    lineage = Lineage(name=name, parent=parent.name, method="quantize:bf16",
+                      hyperparameters={"quantize": asdict(config)}, data=calibration.description, seed=0,
+                      metrics=metrics)
+    subject.metadata["lineage"] = lineage.to_dict()
+    if out is not None:
+        save_checkpoint(Path(out) / f"{name}.pt", subject, extra={"metrics": metrics})
+    return QuantizeResult(subject, lineage, None)
 
 
 def save_int8(path: str | Path, subject: Subject, reference: fx.GraphModule, example: torch.Tensor) -> Path:

@@ -1,0 +1,30 @@
+"""Timing for the benches: models timed in turn, so that a noisy shared machine slows all of them alike."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from kdscope import Subject
+
+
+@torch.no_grad()
+def interleaved_ms(subjects: dict[str, Subject], shape: tuple[int, ...], batch: int, repeats: int = 40) -> dict:
+    """Median forward time per model, the models timed in turn within each repeat so that load on this shared
+    machine hits all of them alike. `ratios[a][b]` is the median of the per-repeat ratios a/b."""
+    x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))
+    times = {name: [] for name in subjects}
+    for subject in subjects.values():
+        for _ in range(3):
+            subject.logits(x)
+    for _ in range(repeats):
+        for name, subject in subjects.items():
+            start = time.perf_counter()
+            subject.logits(x)
+            times[name].append(1000 * (time.perf_counter() - start))
+    result: dict = {name: statistics.median(values) for name, values in times.items()}
+    result["ratios"] = {a: {b: statistics.median(x / y for x, y in zip(times[a], times[b])) for b in subjects}
+                        for a in subjects}
+    return result
