@@ -102,7 +102,7 @@ def main() -> None:
     print("\nfp32 latency (ms, batch 64 / 1): " + "; ".join(
         f"{r['model']}: eager {r['latency_ms'][64]['fp32_eager']:.1f} / {r['latency_ms'][1]['fp32_eager']:.2f}, "
         f"int8 {r['latency_ms'][64]['int8']:.1f} / {r['latency_ms'][1]['int8']:.2f}"
-        for r in rows if r["calibration"] == "histogram"))
+        for r in rows if (r["mode"], r["calibration"]) == ("static", "histogram")))
 
 
 if __name__ == "__main__":

@@ -135,8 +135,8 @@ class Subject:
         return {"accuracy": correct / n, "loss": loss / n, "n": n}
 
     def layers(self) -> dict[str, nn.Module]:
-        """Every named submodule (hookable by name), in definition order."""
-        return {name: m for name, m in self.model.named_modules() if name}
+        """Every named submodule (hookable by name), in definition order; pruning masks' internals left out."""
+        return {name: m for name, m in self.model.named_modules() if name and ".parametrizations" not in name}
 
     def layer(self, name: str) -> nn.Module:
         layers = self.layers()

@@ -126,3 +126,8 @@ def test_folding_masks_leaves_the_masked_model_working(tiny_world, tiny_resnet):
     torch.testing.assert_close(Subject(plain, mean=(0.5,) * 3, std=(0.25,) * 3).logits(x), before)
     torch.testing.assert_close(sparse.logits(x), before)
     assert sparsity_report(plain)["global"] == pytest.approx(0.6, abs=1e-3)
+
+
+def test_pruned_subject_lists_its_layers_without_mask_internals(tiny_resnet):
+    sparse = prune(_subject(tiny_resnet), PruneConfig(0.5), progress=False).subject
+    assert list(sparse.layers()) == list(_subject(tiny_resnet).layers())

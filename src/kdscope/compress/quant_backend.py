@@ -23,8 +23,7 @@ import torch
 from torch import fx, nn
 
 CALIBRATIONS = ("minmax", "histogram", "percentile")
-warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning,
-                        module="torch._inductor.mkldnn_lowerings")
+_INDUCTOR_NOISE = "To copy construct from a tensor"
 
 
 @contextlib.contextmanager
@@ -121,8 +120,9 @@ def convert(prepared: fx.GraphModule) -> fx.GraphModule:
 class CompiledInt8(nn.Module):
     """The reference graph compiled by Inductor (weight freezing on) so that it runs on int8 kernels.
 
-    It always runs without autograd: one compiled inference graph serves every call, and gradients come from the
-    fake-quant twin."""
+    It always runs without autograd: compiled inference graphs serve every call, and gradients come from the
+    fake-quant twin. Inductor picks kernels per batch-size range (1, 2-15, 16+), so a call in a new range compiles
+    once more (seconds); `warm_up` covers all three."""
 
     def __init__(self, reference: fx.GraphModule) -> None:
         super().__init__()
@@ -132,7 +132,8 @@ class CompiledInt8(nn.Module):
         self.compiled = torch.compile(reference, dynamic=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_INDUCTOR_NOISE)
             return self.compiled(x)
 
 
@@ -142,10 +143,10 @@ def lower(reference: fx.GraphModule) -> nn.Module:
 
 
 def warm_up(module: nn.Module, example: torch.Tensor) -> None:
-    """Trigger compilation now (seconds) rather than on the user's first call."""
+    """Compile now, for every batch-size range, rather than on the user's first calls."""
     with torch.no_grad(), quiet():
-        module(example)
-        module(example[:1])
+        for batch in (1, 2, 16):
+            module(example[:1].expand(batch, *example.shape[1:]).contiguous())
 
 
 def quantized_layers(reference: fx.GraphModule) -> tuple[list[str], list[str]]:
