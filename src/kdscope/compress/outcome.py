@@ -2,24 +2,59 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from kdscope.checkpoint import save_checkpoint
+from kdscope.compress.distill import DistillationLoss, DistillConfig
 from kdscope.compress.lineage import Lineage, model_metrics
 from kdscope.compress.masks import masks_of, sparsity_report
 from kdscope.compress.reshape import layer_shapes
 from kdscope.data.imageset import ImageSet
 from kdscope.subject import Subject
+from kdscope.train import TrainConfig, train
 
 
 @dataclass
 class PruneResult:
     subject: Subject
     lineage: Lineage
+
+
+def check_fine_tuning(data: ImageSet | None, fine_tune: TrainConfig | None, recover: DistillConfig | None) -> None:
+    if (fine_tune is not None or recover is not None) and data is None:
+        raise ValueError("fine-tuning needs training data: pass data=ImageSet")
+    if recover is not None:
+        recover.validate()
+
+
+def fine_tune_pruned(model: nn.Module, parent: Subject, data: ImageSet | None, fine_tune: TrainConfig | None,
+                     recover: DistillConfig | None, eval_data: ImageSet | None, name: str,
+                     progress: bool) -> TrainConfig | None:
+    """Train the pruned `model` in place, by cross-entropy or (with `recover`) by distillation from the unpruned
+    parent (2 epochs when no schedule is given); returns the schedule used, None when there was none."""
+    if recover is not None and fine_tune is None:
+        fine_tune = TrainConfig(epochs=2)
+    if fine_tune is None:
+        return None
+    loss = None
+    if recover is not None:
+        steps = fine_tune.epochs * math.ceil(len(data) / fine_tune.batch_size)
+        loss = DistillationLoss(parent, recover, steps, {}, nn.ModuleDict())
+    mean, std = normalisation(parent)
+    train(model, data, fine_tune, eval_data=eval_data, loss=loss, mean=mean, std=std, progress=progress, name=name,
+          role="pruned")
+    return fine_tune
+
+
+def training_record(fine_tune: TrainConfig | None, recover: DistillConfig | None) -> dict:
+    """The fine-tuning part of a pruned model's hyper-parameters."""
+    return {"fine_tune": asdict(fine_tune) if fine_tune is not None else None,
+            "recover": asdict(recover) if recover is not None else None}
 
 
 def finish_pruned(model: nn.Module, parent: Subject, name: str, method: str, hyperparameters: dict,

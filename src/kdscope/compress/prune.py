@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdscope.compress.distill import DistillationLoss, DistillConfig
+from kdscope.compress.distill import DistillConfig
 from kdscope.compress.masks import apply_masks, masks_of, prunable_layers, weight_of
-from kdscope.compress.outcome import PruneResult, finish_pruned, normalisation
+from kdscope.compress.outcome import PruneResult, check_fine_tuning, fine_tune_pruned, finish_pruned, training_record
 from kdscope.data.imageset import ImageSet
 from kdscope.subject import Subject
 from kdscope.train import TrainConfig, train
@@ -87,29 +87,16 @@ def prune(
     """Prune a copy of `subject`'s model by magnitude; optionally fine-tune it with the masks held, by cross-entropy
     or (with `recover`) by distillation from the unpruned parent. The parent is never modified."""
     config.validate()
-    if (fine_tune is not None or recover is not None) and data is None:
-        raise ValueError("fine-tuning needs training data: pass data=ImageSet")
-    if recover is not None and fine_tune is None:
-        fine_tune = TrainConfig(epochs=2)
+    check_fine_tuning(data, fine_tune, recover)
     name = name or f"{subject.name}_pruned{round(config.sparsity * 100)}"
     model = copy.deepcopy(subject.model)
     layers = list(config.layers) if config.layers is not None else None
     apply_masks(model, magnitude_masks(model, config.sparsity, scope=config.scope, layers=layers,
                                        previous=masks_of(model)))
-    mean, std = normalisation(subject)
-    if fine_tune is not None:
-        loss = None
-        if recover is not None:
-            recover.validate()
-            steps = fine_tune.epochs * math.ceil(len(data) / fine_tune.batch_size)
-            loss = DistillationLoss(subject, recover, steps, {}, nn.ModuleDict())
-        train(model, data, fine_tune, eval_data=eval_data, loss=loss, mean=mean, std=std, progress=progress,
-              name=name, role="pruned")
-    hyperparameters = {"prune": {**asdict(config), "layers": layers},
-                       "fine_tune": asdict(fine_tune) if fine_tune is not None else None,
-                       "recover": asdict(recover) if recover is not None else None}
+    fine_tune = fine_tune_pruned(model, subject, data, fine_tune, recover, eval_data, name, progress)
+    hyperparameters = {"prune": {**asdict(config), "layers": layers}, **training_record(fine_tune, recover)}
     return finish_pruned(model, subject, name, "prune:magnitude", hyperparameters, data, eval_data, out,
-                   fine_tune.seed if fine_tune is not None else 0)
+                         fine_tune.seed if fine_tune is not None else 0)
 
 
 @dataclass

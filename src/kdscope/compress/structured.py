@@ -6,7 +6,6 @@ norm of the filters that produce them.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,13 +13,13 @@ import torch
 from torch import nn
 
 from kdscope.compress.channels import ChannelGroup, channel_groups
-from kdscope.compress.distill import DistillationLoss, DistillConfig
+from kdscope.compress.distill import DistillConfig
 from kdscope.compress.masks import fold_masks, masks_of
-from kdscope.compress.outcome import PruneResult, finish_pruned, normalisation
+from kdscope.compress.outcome import PruneResult, check_fine_tuning, fine_tune_pruned, finish_pruned, training_record
 from kdscope.compress.reshape import slice_inputs, slice_outputs
 from kdscope.data.imageset import ImageSet
 from kdscope.subject import Subject
-from kdscope.train import TrainConfig, train
+from kdscope.train import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,7 @@ def structured_prune(
     The trace needs one example input: its (C, H, W) come from `data`, or from `input_shape`.
     """
     config.validate()
-    if (fine_tune is not None or recover is not None) and data is None:
-        raise ValueError("fine-tuning needs training data: pass data=ImageSet")
+    check_fine_tuning(data, fine_tune, recover)
     shape = data.image_shape if data is not None else input_shape
     if shape is None:
         raise ValueError("pass data= or input_shape=(C, H, W) so the model can be traced")
@@ -79,20 +77,8 @@ def structured_prune(
         order = torch.argsort(importance, descending=True, stable=True)
         remove_channels(model, group, torch.sort(order[: group.channels - remove]).values)
     name = name or f"{subject.name}_filters{round(config.ratio * 100)}"
-    if recover is not None and fine_tune is None:
-        fine_tune = TrainConfig(epochs=2)
-    if fine_tune is not None:
-        mean, std = normalisation(subject)
-        loss = None
-        if recover is not None:
-            recover.validate()
-            loss = DistillationLoss(subject, recover, fine_tune.epochs * math.ceil(len(data) / fine_tune.batch_size),
-                                    {}, nn.ModuleDict())
-        train(model, data, fine_tune, eval_data=eval_data, loss=loss, mean=mean, std=std, progress=progress,
-              name=name, role="pruned")
-    hyperparameters = {"structured": asdict(config), "groups": len(groups),
-                       "fine_tune": asdict(fine_tune) if fine_tune is not None else None,
-                       "recover": asdict(recover) if recover is not None else None}
+    fine_tune = fine_tune_pruned(model, subject, data, fine_tune, recover, eval_data, name, progress)
+    hyperparameters = {"structured": asdict(config), "groups": len(groups), **training_record(fine_tune, recover)}
     return finish_pruned(model, subject, name, "prune:structured_l1", hyperparameters, data, eval_data, out,
                          fine_tune.seed if fine_tune is not None else 0)
 
