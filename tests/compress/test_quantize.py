@@ -127,3 +127,15 @@ def test_bf16_halves_the_weights_and_round_trips(float_subject, tiny_world, tmp_
     x = test_set.images(slice(0, 8))
     assert loaded.logits(x).dtype == torch.float32
     torch.testing.assert_close(loaded.logits(x), result.subject.logits(x))
+
+
+def test_attacks_on_int8_take_gradients_from_the_twin_and_are_judged_on_int8(static_int8, tiny_world):
+    from kdscope.attacks import run
+
+    int8 = static_int8[0].subject
+    x, y = tiny_world[1].images(slice(0, 16)), tiny_world[1].targets(slice(0, 16))
+    white_box = run(int8, x, y, attack="pgd", eps=8 / 255, steps=3)
+    assert (white_box.gradient_source, white_box.judged_on) == ("twin", "int8 model")
+    assert torch.equal(white_box.success, int8.predict(white_box.adversarial) != y)
+    gradient_free = run(int8, x, y, attack="square", eps=8 / 255, queries=20)
+    assert gradient_free.gradient_source == "none (score-based)"

@@ -1,0 +1,38 @@
+"""One call for every attack: `run(subject, x, y, attack="pgd", target=None, **params) -> AttackResult`."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from kdscope.attacks.base import AttackResult, GradientMaskingWarning
+from kdscope.attacks.cw import carlini_wagner, penalized
+from kdscope.attacks.fgsm import fgsm, pgd
+from kdscope.attacks.square import square
+from kdscope.subject import Subject
+
+ATTACKS: dict[str, Callable[..., AttackResult]] = {
+    "fgsm": fgsm, "pgd": pgd, "cw": carlini_wagner, "penalized": penalized, "square": square,
+}
+
+
+def run(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, attack: str = "pgd",
+        target: torch.Tensor | None = None, **params: object) -> AttackResult:
+    """Run a registered attack; the input batch is never modified and the model's state is restored."""
+    if attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; choose one of {sorted(ATTACKS)}")
+    return ATTACKS[attack](subject, x, y, target=target, **params)
+
+
+def check_gradient_masking(white_box: AttackResult, gradient_free: AttackResult, *, margin: float = 0.05) -> bool:
+    """Warn (and return True) when the gradient-free attack succeeds clearly more often than the white-box one on
+    the same images: the white-box attack's gradients are then not to be trusted (Athalye et al. 2018)."""
+    masked = gradient_free.success_rate > white_box.success_rate + margin
+    if masked:
+        warnings.warn(f"{gradient_free.attack} (no gradients) succeeded on {gradient_free.success_rate:.0%} of the "
+                      f"images but {white_box.attack} (gradients from the {white_box.gradient_source}) only on "
+                      f"{white_box.success_rate:.0%}: its gradients look masked; report the stronger attack.",
+                      GradientMaskingWarning, stacklevel=2)
+    return masked
