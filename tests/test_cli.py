@@ -137,3 +137,27 @@ def test_compress_prune_bad_sparsity_is_refused(tmp_path):
     result = runner.invoke(main, ["compress", "prune", "--teacher", str(tmp_path / "teacher.pt"), "--sparsity", "1",
                                   "--data", "digits", "--image-size", "16", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "sparsity must lie in [0, 1)" in result.output
+
+
+def test_attack_writes_the_transfer_matrix_as_json_and_csv(tmp_path):
+    runner = CliRunner()
+    for name, arch in (("teacher", "resnet"), ("student", "student")):
+        assert runner.invoke(main, ["train", "--arch", arch, "--width", "2", "--data", "digits", "--epochs", "1",
+                                    "--quiet", "--name", name, "--image-size", "16",
+                                    "--out", str(tmp_path)]).exit_code == 0
+    result = runner.invoke(main, ["attack", "--models", str(tmp_path / "teacher.pt"), str(tmp_path / "student.pt"),
+                                  "--data", "digits", "--image-size", "16", "--n", "32", "--attack", "pgd",
+                                  "--eps", "8/255", "--steps", "2", "--curve", "0,8/255", "--round-8bit",
+                                  "--out", str(tmp_path / "attack")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "attack" / "transfer.json").read_text())
+    assert report["models"] == ["teacher", "student"] and report["rounded_to_8bit"]
+    assert [point["eps"] for point in report["robust_accuracy"]["teacher"]] == [0.0, pytest.approx(8 / 255)]
+    rows = (tmp_path / "attack" / "transfer.csv").read_text().strip().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("source,target,conditional")
+
+
+def test_attack_refuses_an_eps_in_8bit_units(tmp_path):
+    result = CliRunner().invoke(main, ["attack", "--models", "a.pt", "--eps", "8", "--out", str(tmp_path)])
+    assert result.exit_code == 1 or result.exit_code == 2
+    assert "8/255" in result.output

@@ -10,6 +10,7 @@ import click
 
 from kdscope import __version__, zoo
 from kdscope.augment import Augment
+from kdscope.cli_attack import attack_command
 from kdscope.cli_common import floats, fmt, image_size_option, load_data
 from kdscope.cli_compress import compress
 from kdscope.data import VARIANTS
@@ -179,6 +180,7 @@ def demo_command(out: Path, fresh: bool, quiet: bool) -> None:
                    f"(paired bootstrap over {n} test images): room for distillation to show.")
 
 main.add_command(compress)
+main.add_command(attack_command)
 
 if __name__ == "__main__":
     sys.exit(main())

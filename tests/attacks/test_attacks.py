@@ -7,16 +7,22 @@ import math
 import numpy as np
 import pytest
 import torch
+import torchattacks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 from kdscope import ProbabilityOutputError, Subject, zoo
-from kdscope.attacks import (GradientMaskingWarning, carlini_wagner, check_gradient_masking, margin, run,
-                             transfer_matrix, transfer_rates)
+from kdscope.attacks import (
+    GradientMaskingWarning,
+    carlini_wagner,
+    check_gradient_masking,
+    margin,
+    run,
+    transfer_matrix,
+    transfer_rates,
+)
 from tests.conftest import assert_unchanged, parameters_snapshot
-
-torchattacks = pytest.importorskip("torchattacks")
 
 
 @pytest.fixture(scope="module")

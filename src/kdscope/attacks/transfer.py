@@ -80,9 +80,10 @@ def _ratio_ci(numerator: np.ndarray, denominator: np.ndarray, seed: int) -> tupl
 
 
 def transfer_matrix(subjects: Sequence[Subject], x: torch.Tensor, y: torch.Tensor, *, attack: str = "pgd",
-                    round_to_8bit: bool = False, seed: int = 0, **params: object) -> TransferResult:
+                    round_to_8bit: bool = False, ci_seed: int = 0, **params: object) -> TransferResult:
     """Craft on each Subject, evaluate on every Subject (the diagonal is white-box), keep per-example masks.
-    With `round_to_8bit`, adversarial images are rounded to k/255 before evaluation, as a saved PNG would be."""
+    With `round_to_8bit`, adversarial images are rounded to k/255 before evaluation, as a saved PNG would be.
+    `params` go to the attack; `ci_seed` seeds the bootstrap intervals."""
     names = [s.name for s in subjects]
     if len(set(names)) != len(names):
         raise ValueError(f"Subjects need distinct names for a transfer matrix, got {names}")
@@ -97,7 +98,8 @@ def transfer_matrix(subjects: Sequence[Subject], x: torch.Tensor, y: torch.Tenso
         white_box[source.name] = float((source_adv != y_np).mean())
         for target in subjects:
             target_adv = source_adv if target is source else target.predict(adversarial).numpy()
-            rates = transfer_rates(y_np, clean[source.name], source_adv, clean[target.name], target_adv, seed=seed)
+            rates = transfer_rates(y_np, clean[source.name], source_adv, clean[target.name], target_adv,
+                                   seed=ci_seed)
             cells.append(TransferCell(source.name, target.name, *(rates[k][0] for k in
                                                                   ("conditional", "unconditional", "fooling")),
                                       masks={k: v[1] for k, v in rates.items()}))
@@ -105,12 +107,12 @@ def transfer_matrix(subjects: Sequence[Subject], x: torch.Tensor, y: torch.Tenso
 
 
 def robust_accuracy_curve(subject: Subject, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float], *,
-                          attack: str = "pgd", seed: int = 0, **params: object) -> list[dict]:
+                          attack: str = "pgd", ci_seed: int = 0, **params: object) -> list[dict]:
     """Accuracy on adversarial images crafted on `subject` itself, per eps, with 95% bootstrap intervals."""
     curve = []
     for eps in eps_values:
         result = run(subject, x, y, attack=attack, eps=eps, **params)
         correct = (subject.predict(result.adversarial) == torch.as_tensor(y)).numpy().astype(float)
-        accuracy, low, high = bootstrap_ci(correct, seed=seed)
+        accuracy, low, high = bootstrap_ci(correct, seed=ci_seed)
         curve.append({"eps": eps, "accuracy": accuracy, "ci95": [low, high]})
     return curve
