@@ -53,6 +53,7 @@ class Subject:
         self.device = _model_device(model, device)
         self.class_names = tuple(class_names) if class_names is not None else None
         self.metadata = dict(metadata or {})
+        self._classes: int | None = None
         self.mean = _channel_vector(mean, "mean", self.device)
         self.std = _channel_vector(std, "std", self.device)
         if self.std is not None and bool((self.std <= 0).any()):
@@ -114,6 +115,13 @@ class Subject:
             out = module(self.normalize(x.to(self.device)))
         check_logits(out, self.name)
         return out
+
+    @torch.no_grad()
+    def num_classes(self, x: torch.Tensor) -> int:
+        """Number of logits, from one forward pass on the first image of `x` the first time, cached after."""
+        if self._classes is None:
+            self._classes = int(self.logits(x[:1]).shape[1])
+        return self._classes
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:

@@ -7,6 +7,7 @@ always judged on the real model, so an int8 Subject is attacked through its twin
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -21,16 +22,26 @@ class GradientMaskingWarning(UserWarning):
 
 @dataclass
 class AttackResult:
-    """Adversarial batch (raw [0, 1]), per-example success on the judged model, perturbation norms, provenance."""
+    """Adversarial batch (raw [0, 1]), per-example success on the judged model, perturbation norms, provenance.
+
+    Success costs one forward pass of the judged model; it is computed when first read, so a caller that only
+    needs the images (a transfer matrix evaluates them itself) does not pay for it."""
 
     adversarial: torch.Tensor
-    success: torch.Tensor
     linf: torch.Tensor
     l2: torch.Tensor
     attack: str
     gradient_source: str
     judged_on: str
     params: dict = field(default_factory=dict)
+    judge: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
+    _success: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def success(self) -> torch.Tensor:
+        if self._success is None:
+            self._success = self.judge()
+        return self._success
 
     @property
     def success_rate(self) -> float:
@@ -45,8 +56,7 @@ def check_attack_inputs(subject: Subject, x: torch.Tensor, y: torch.Tensor, targ
         raise ValueError(f"eps must be >= 0, got {eps}; for 8-bit steps write e.g. 4/255")
     y = _labels(y, len(x), "labels")
     target = _labels(target, len(x), "targets") if target is not None else None
-    with torch.no_grad():
-        classes = subject.logits(x[:1]).shape[1]
+    classes = subject.num_classes(x)
     for values, what in ((y, "labels"), (target, "targets")):
         if values is not None and (int(values.min()) < 0 or int(values.max()) >= classes):
             raise ValueError(f"{what} must lie in [0, {classes - 1}] for {subject.name}, got range "
@@ -97,7 +107,7 @@ def finish(subject: Subject, x: torch.Tensor, adversarial: torch.Tensor, y: torc
     adversarial = adversarial.detach().clamp(low, high)
     delta = (adversarial - x.detach()).flatten(1)
     return AttackResult(
-        adversarial=adversarial, success=judge(subject, adversarial, y, target),
+        adversarial=adversarial, judge=lambda: judge(subject, adversarial, y, target),
         linf=delta.abs().amax(1).cpu(), l2=delta.norm(dim=1).cpu(), attack=attack,
         gradient_source="none (score-based)" if gradient_free else subject.gradient_source,
         judged_on="int8 model" if subject.twin is not None else "model",
