@@ -116,11 +116,13 @@ def carlini_wagner_peers(n: int = 64, steps: int = 100, binary_steps: int = 5) -
                      "seconds": seconds, "images": len(x)})
         print(json.dumps(rows[-1]), flush=True)
 
+    fmodel = foolbox.PyTorchModel(peer_model, bounds=(0, 1))
+    run(teacher, x[:2], y[:2], attack="cw", steps=2, binary_search_steps=1)
+    foolbox.attacks.L2CarliniWagnerAttack(binary_search_steps=1, steps=2)(fmodel, x[:2], y[:2], epsilons=None)
     start = time.perf_counter()
     ours = run(teacher, x, y, attack="cw", steps=steps, binary_search_steps=binary_steps, lr=0.01,
                initial_const=1e-3)
     record(f"kdscope cw ({binary_steps} x {steps} steps)", ours.adversarial, time.perf_counter() - start)
-    fmodel = foolbox.PyTorchModel(peer_model, bounds=(0, 1))
     attack = foolbox.attacks.L2CarliniWagnerAttack(binary_search_steps=binary_steps, steps=steps, stepsize=0.01,
                                                    initial_const=1e-3)
     start = time.perf_counter()

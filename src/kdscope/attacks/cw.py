@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from kdscope.attacks.base import AttackResult, check_attack_inputs, finish
+from kdscope.attacks.base import AttackResult, attack, check_attack_inputs, finish
 from kdscope.subject import Subject
 
 
@@ -23,11 +23,13 @@ def margin(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -
     return others - chosen if target is not None else chosen - others
 
 
+@attack
 def carlini_wagner(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
                    kappa: float = 0.0, steps: int = 100, lr: float = 0.01, binary_search_steps: int = 9,
                    initial_const: float = 1e-3, abort_early: bool = True) -> AttackResult:
     """Minimise ||x' - x||_2^2 + c * max(margin(x'), -kappa) over x' = (tanh(w) + 1) / 2 (scaled to the input
-    range), with c found per example by binary search; returns the smallest successful x' found (x where none)."""
+    range), with c found per example by binary search; returns the smallest successful x' found (x where none).
+    An example whose loss stops falling is dropped from the batch until the next binary-search step."""
     y, target = check_attack_inputs(subject, x, y, target)
     if kappa < 0 or steps < 1 or binary_search_steps < 1 or lr <= 0 or initial_const <= 0:
         raise ValueError("CW needs kappa >= 0, steps >= 1, binary_search_steps >= 1, lr > 0, initial_const > 0")
@@ -50,23 +52,27 @@ def carlini_wagner(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, target
         previous = torch.full((n,), float("inf"), device=x.device)
         check_every = max(steps // 10, 1)
         for iteration in range(steps):
-            adversarial = low + (high - low) * (torch.tanh(w) + 1) / 2
-            l2 = (adversarial - x).flatten(1).pow(2).sum(1)
-            gap = margin(subject.logits(adversarial, use_twin=True), y_dev, target_dev)
-            loss = l2 + const * torch.clamp(gap + kappa, min=0)
+            active = (~done).nonzero().flatten()
+            adversarial = low + (high - low) * (torch.tanh(w[active]) + 1) / 2
+            l2 = (adversarial - x[active]).flatten(1).pow(2).sum(1)
+            gap = margin(subject.logits(adversarial, use_twin=True), y_dev[active],
+                         target_dev[active] if target_dev is not None else None)
+            loss = l2 + const[active] * torch.clamp(gap + kappa, min=0)
             kept = w.detach().clone()
             optimizer.zero_grad()
             loss.sum().backward()
             optimizer.step()
             with torch.no_grad():
                 w[done] = kept[done]
-                improved = (gap + kappa <= 0) & (l2 < best_l2)
-                best_l2 = torch.where(improved, l2.detach(), best_l2)
-                best[improved] = adversarial.detach()[improved]
-                found |= gap + kappa <= 0
+                success = gap + kappa <= 0
+                improved = success & (l2 < best_l2[active])
+                best_l2[active[improved]] = l2[improved]
+                best[active[improved]] = adversarial[improved]
+                found[active[success]] = True
                 if abort_early and (iteration + 1) % check_every == 0:
-                    done |= loss.detach() > previous * 0.9999
-                    previous = loss.detach()
+                    stalled = loss > previous[active] * 0.9999
+                    done[active[stalled]] = True
+                    previous[active] = loss
                     if bool(done.all()):
                         break
         with torch.no_grad():
@@ -78,6 +84,7 @@ def carlini_wagner(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, target
     return finish(subject, x, best, y, target, "cw", params)
 
 
+@attack
 def penalized(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
               lam: float = 0.1, steps: int = 100, lr: float = 0.01) -> AttackResult:
     """Gradient ascent (Adam) on `-lam * ||r||_2 + logit_target(x + r)`, with x + r kept in the box. Without a

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from kdscope.attacks.base import AttackResult, check_attack_inputs, finish, loss_gradient
+from kdscope.attacks.base import AttackResult, attack, check_attack_inputs, finish, loss_gradient
 from kdscope.subject import Subject
 
 
+@attack
 def fgsm(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
          eps: float = 4 / 255) -> AttackResult:
     """One signed-gradient step of size eps: up the true class's loss, or down the target's."""
@@ -23,6 +24,7 @@ def fgsm(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, target: torch.Te
     return finish(subject, x, adversarial, y, target, "fgsm", {"eps": eps})
 
 
+@attack
 def pgd(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
         eps: float = 4 / 255, step: float | None = None, steps: int = 10, norm: str = "linf",
         random_start: bool = True, seed: int = 0) -> AttackResult:

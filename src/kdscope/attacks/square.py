@@ -10,11 +10,12 @@ import math
 
 import torch
 
-from kdscope.attacks.base import AttackResult, check_attack_inputs, finish
+from kdscope.attacks.base import AttackResult, attack, check_attack_inputs, finish
 from kdscope.attacks.cw import margin
 from kdscope.subject import Subject
 
 
+@attack
 def square(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
            eps: float = 4 / 255, queries: int = 1000, p_init: float = 0.05, seed: int = 0) -> AttackResult:
     """Start from vertical stripes of +-eps, then for up to `queries` model calls per example try a random square
