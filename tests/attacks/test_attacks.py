@@ -216,3 +216,13 @@ def test_zero_gradients_and_a_stronger_gradient_free_attack_warn():
     gradient_free = run(subject, x, y, attack="square", eps=0.3, queries=200)
     with pytest.warns(GradientMaskingWarning, match="look masked"):
         assert check_gradient_masking(white_box, gradient_free)
+
+
+def test_targeted_fgsm_equals_torchattacks_targeted_mode(teacher, batch):
+    x, y = batch
+    target = (y + 3) % 10
+    ours = run(teacher, x, y, attack="fgsm", target=target, eps=8 / 255)
+    peer = torchattacks.FGSM(_Normalized(teacher).eval(), eps=8 / 255)
+    peer.set_mode_targeted_by_label(quiet=True)
+    torch.testing.assert_close(ours.adversarial, peer(x, target), atol=1e-6, rtol=0)
+    assert ours.params["targeted"]
