@@ -30,6 +30,7 @@ _INDUCTOR_NOISE = "To copy construct from a tensor"
 def quiet() -> Iterator[None]:
     """Keep torchao's and Inductor's import chatter and deprecation warnings away from the user."""
     loggers = [logging.getLogger(name) for name in ("torchao", "torch._dynamo", "torch._inductor", "torch.export",
+                                                     "torch.utils._pytree",
                                                      "torch.fx.experimental.symbolic_shapes")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
