@@ -28,6 +28,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_prune.py --only masks
 	$(BIN)/python bench/bench_prune.py --only structured
 	$(BIN)/python bench/bench_prune.py --only curve
+	$(BIN)/python bench/bench_attacks.py --only throughput
+	$(BIN)/python bench/bench_attacks.py --only cw
+	$(BIN)/python bench/bench_attacks.py --only transfer
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
