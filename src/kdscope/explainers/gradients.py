@@ -1,0 +1,116 @@
+"""Gradient maps: saliency (Simonyan et al. 2014) signed, absolute and times input; deconvnet (Zeiler & Fergus
+2014) and guided backprop (Springenberg et al. 2015) through backward hooks on the ReLU modules.
+
+Guided backprop and deconvnet change only what a ReLU passes backward, so they need every ReLU to be a module they
+can hook. A ReLU called as a function (F.relu, torch.relu, x.relu()) cannot be hooked; rather than silently giving
+plain gradients, the forward pass is watched and such a call is an error that says where to fix it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from kdscope.explainers.base import Explanation, check_explain_inputs, frozen, input_gradient, target_logits
+from kdscope.subject import Subject
+
+_FUNCTIONAL_RELUS = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+
+
+class FunctionalReluError(TypeError):
+    """The model calls ReLU as a function, which guided backprop and deconvnet cannot reach."""
+
+
+def saliency(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, variant: str = "gradient") -> Explanation:
+    """`variant`: 'gradient' (signed d logit / d x), 'absolute' (|gradient|) or 'grad_x_input'."""
+    if variant not in ("gradient", "absolute", "grad_x_input"):
+        raise ValueError(f"variant must be 'gradient', 'absolute' or 'grad_x_input', got {variant!r}")
+    target = check_explain_inputs(subject, x, target)
+    with subject.guard():
+        frozen(subject)
+        grad = input_gradient(subject, x, target)
+    maps = {"gradient": grad, "absolute": grad.abs(), "grad_x_input": grad * x.to(grad.device)}[variant]
+    return Explanation(maps, f"saliency:{variant}", subject.gradient_source, {"variant": variant})
+
+
+def guided_backprop(subject: Subject, x: torch.Tensor, target: torch.Tensor) -> Explanation:
+    """Backward through each ReLU passes (f > 0) * (R > 0) * R."""
+    return _modified_relu_gradient(subject, x, target, "guided_backprop")
+
+
+def deconvnet(subject: Subject, x: torch.Tensor, target: torch.Tensor) -> Explanation:
+    """Backward through each ReLU passes (R > 0) * R, whatever the forward input was."""
+    return _modified_relu_gradient(subject, x, target, "deconvnet")
+
+
+def modified_relu_gradient(subject: Subject, x: torch.Tensor, target: torch.Tensor, rule: str) -> torch.Tensor:
+    """d logit_target / d x with the ReLU backward rule replaced (inside an active guard; used by guided Grad-CAM)."""
+    model = subject.gradient_model
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    inplace = [m.inplace for m in relus]
+    detector = _FunctionalReluDetector(relus)
+    try:
+        for relu in relus:
+            relu.inplace = False
+            relu.register_full_backward_hook(_guided_hook if rule == "guided_backprop" else _deconv_hook)
+        x = x.detach().to(subject.device).requires_grad_(True)
+        with detector:
+            logits = subject.logits(x, use_twin=True)
+        if detector.calls:
+            raise FunctionalReluError(
+                f"{subject.name} calls ReLU as a function ({detector.calls[0]}), which {rule} cannot hook, so the "
+                "result would silently be a plain gradient. Use nn.ReLU modules in the model (e.g. "
+                "self.relu = nn.ReLU() and self.relu(x)), or choose the 'saliency' method.")
+        (grad,) = torch.autograd.grad(target_logits(logits, target).sum(), x)
+        return grad
+    finally:
+        for relu, flag in zip(relus, inplace):
+            relu.inplace = flag
+
+
+def _modified_relu_gradient(subject: Subject, x: torch.Tensor, target: torch.Tensor, rule: str) -> Explanation:
+    target = check_explain_inputs(subject, x, target)
+    with subject.guard():
+        frozen(subject)
+        grad = modified_relu_gradient(subject, x, target, rule)
+    return Explanation(grad, rule, subject.gradient_source)
+
+
+def _guided_hook(_module: nn.Module, grad_input: tuple, _grad_output: tuple) -> tuple:
+    return (grad_input[0].clamp(min=0),)
+
+
+def _deconv_hook(_module: nn.Module, _grad_input: tuple, grad_output: tuple) -> tuple:
+    return (grad_output[0].clamp(min=0),)
+
+
+class _FunctionalReluDetector(TorchFunctionMode):
+    """Records ReLU function calls made outside the model's nn.ReLU modules during a forward pass."""
+
+    def __init__(self, relus: list[nn.Module]) -> None:
+        super().__init__()
+        self.relus, self.depth, self.calls, self.handles = relus, 0, [], []
+
+    def __enter__(self) -> _FunctionalReluDetector:
+        for relu in self.relus:
+            self.handles.append(relu.register_forward_pre_hook(self._enter_module))
+            self.handles.append(relu.register_forward_hook(self._leave_module))
+        return super().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+        super().__exit__(*exc)
+
+    def _enter_module(self, *_args: object) -> None:
+        self.depth += 1
+
+    def _leave_module(self, *_args: object) -> None:
+        self.depth -= 1
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        if func in _FUNCTIONAL_RELUS and self.depth == 0:
+            self.calls.append(getattr(func, "__qualname__", str(func)))
+        return func(*args, **(kwargs or {}))
