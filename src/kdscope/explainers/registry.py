@@ -11,6 +11,7 @@ from kdscope.explainers.base import Explanation
 from kdscope.explainers.gradcam import gradcam, guided_gradcam
 from kdscope.explainers.gradients import deconvnet, guided_backprop, saliency
 from kdscope.explainers.occlusion import occlusion
+from kdscope.explainers.shap import gradient_shap, superpixel_shap
 from kdscope.subject import Subject
 
 METHODS: dict[str, Callable[..., Explanation]] = {
@@ -22,6 +23,8 @@ METHODS: dict[str, Callable[..., Explanation]] = {
     "gradcam": gradcam,
     "guided_gradcam": guided_gradcam,
     "occlusion": occlusion,
+    "gradient_shap": gradient_shap,
+    "superpixel_shap": superpixel_shap,
 }
 
 
