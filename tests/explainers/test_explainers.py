@@ -204,3 +204,22 @@ def test_gradient_shap_is_exact_on_a_linear_model():
     with torch.no_grad():
         expected = (linear(x) - linear(references).mean(0)).gather(1, target.view(-1, 1)).squeeze(1)
     torch.testing.assert_close(maps.sum((1, 2, 3)), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_shared_normalisation_keeps_differences_between_models():
+    from kdscope.explainers.display import normalize_maps
+
+    strong, weak = torch.ones(1, 4, 4) * 2.0, torch.ones(1, 4, 4) * 0.5
+    shared = normalize_maps([strong, weak])
+    assert float(shared[0].max()) == pytest.approx(1.0) and float(shared[1].max()) == pytest.approx(0.25)
+    separate = normalize_maps([strong, weak], shared=False)
+    assert float(separate[1].max()) == pytest.approx(1.0)
+
+
+def test_overlay_is_rgb_not_bgr():
+    from kdscope.explainers.display import overlay
+
+    black = torch.zeros(3, 2, 2)
+    hot = overlay(black, torch.ones(2, 2), alpha=1.0)
+    assert hot.shape == (2, 2, 3) and hot.dtype.name == "uint8"
+    assert hot[0, 0, 0] > hot[0, 0, 2]

@@ -1,0 +1,143 @@
+"""Sanity checks for saliency maps (Adebayo et al. 2018): does a method's map change when the model's weights are
+randomised, or when the model was trained on random labels? A method whose maps survive randomisation explains
+the input, not the model.
+
+Cascading randomisation re-initialises layers from the logits down, one more per step; independent randomisation
+one layer at a time. Re-initialisation is seeded per layer and acts on the weights the model really uses: a pruned
+layer keeps its mask (its stored weights are redrawn, its zeros stay zero). Zero randomisable layers is an error.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from kdscope.compress.masks import mask_of, weight_of
+from kdscope.explainers.registry import explain
+from kdscope.explainers.similarity import METRICS, map_similarity
+from kdscope.stats import bootstrap_ci
+from kdscope.subject import Subject
+
+PASS_THRESHOLD = 0.5
+"""A method passes cascading randomisation when the mean Spearman correlation of |map| between the trained model
+and the fully randomised model is below this value: its maps depend on the weights."""
+
+
+@dataclass
+class SanityStep:
+    """Similarity of the maps after one randomisation step to the original maps: (mean, low, high) per metric."""
+
+    step: int
+    layers: list[str]
+    similarity: dict[str, tuple[float, float, float]]
+
+
+@dataclass
+class SanityResult:
+    method: str
+    kind: str
+    steps: list[SanityStep] = field(default_factory=list)
+    verdict: str = ""
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "kind": self.kind, "verdict": self.verdict, "threshold": PASS_THRESHOLD,
+                "steps": [{"step": s.step, "layers": s.layers, "similarity": {k: list(v) for k, v in
+                                                                            s.similarity.items()}}
+                          for s in self.steps]}
+
+
+def randomizable_layers(model: nn.Module) -> list[str]:
+    """Conv2d and Linear layers in definition order (input to logits)."""
+    return [name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
+
+
+@torch.no_grad()
+def randomize(model: nn.Module, names: list[str], seed: int) -> int:
+    """Redraw the weights and biases of the named layers in place (uniform in +-1/sqrt(fan_in), as PyTorch
+    initialises them), each layer with its own seed; masks stay. Returns how many layers were randomised."""
+    modules = dict(model.named_modules())
+    for offset, name in enumerate(names):
+        module = modules[name]
+        generator = torch.Generator().manual_seed(seed + 7919 * offset)
+        weight = weight_of(module)
+        fan_in = weight[0].numel()
+        bound = 1 / fan_in ** 0.5
+        weight.copy_((torch.rand(weight.shape, generator=generator) * 2 - 1).to(weight) * bound)
+        mask = mask_of(module)
+        if mask is not None:
+            weight.mul_(mask)
+        if module.bias is not None:
+            module.bias.copy_((torch.rand(module.bias.shape, generator=generator) * 2 - 1).to(module.bias) * bound)
+    return len(names)
+
+
+def cascading_randomization(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, method: str = "gradcam",
+                            seed: int = 0, **params: object) -> SanityResult:
+    """Randomise the top 1, 2, ... layers and compare each step's maps with the trained model's."""
+    layers = _layers_or_fail(subject)
+    original = explain(subject, x, target, method=method, **params).maps_2d
+    result = SanityResult(method, "cascading")
+    for step in range(1, len(layers) + 1):
+        chosen = layers[::-1][:step]
+        result.steps.append(SanityStep(step, chosen, _compare(subject, chosen, x, target, method, params, original,
+                                                              seed)))
+    full = result.steps[-1].similarity["spearman_abs"][0]
+    result.verdict = "pass" if full < PASS_THRESHOLD else "fail"
+    return result
+
+
+def independent_randomization(subject: Subject, x: torch.Tensor, target: torch.Tensor, *,
+                              method: str = "gradcam", seed: int = 0, **params: object) -> SanityResult:
+    """Randomise one layer at a time (the rest trained) and compare with the trained model's maps."""
+    layers = _layers_or_fail(subject)
+    original = explain(subject, x, target, method=method, **params).maps_2d
+    result = SanityResult(method, "independent")
+    for step, layer in enumerate(layers, start=1):
+        result.steps.append(SanityStep(step, [layer], _compare(subject, [layer], x, target, method, params, original,
+                                                               seed)))
+    return result
+
+
+def data_randomization(subject: Subject, random_label_subject: Subject, x: torch.Tensor, target: torch.Tensor, *,
+                       method: str = "gradcam", **params: object) -> SanityResult:
+    """Compare the maps of the real model with those of the same architecture trained on permuted labels."""
+    original = explain(subject, x, target, method=method, **params).maps_2d
+    other = explain(random_label_subject, x, target, method=method, **params).maps_2d
+    result = SanityResult(method, "data")
+    result.steps.append(SanityStep(1, ["random labels"], _summarise(map_similarity(original, other))))
+    result.verdict = "pass" if result.steps[0].similarity["spearman_abs"][0] < PASS_THRESHOLD else "fail"
+    return result
+
+
+def _layers_or_fail(subject: Subject) -> list[str]:
+    if subject.twin is not None:
+        raise ValueError(f"{subject.name} is int8: its twin holds frozen int8 constants, not layers kdscope can "
+                         "randomise; run the sanity checks on its float parent")
+    layers = randomizable_layers(subject.gradient_model)
+    if not layers:
+        raise ValueError(f"{subject.name} has no Conv2d or Linear layer to randomise: zero layers randomised, so "
+                         "the check would compare the model with itself")
+    return layers
+
+
+def _compare(subject: Subject, layers: list[str], x: torch.Tensor, target: torch.Tensor, method: str, params: dict,
+             original: torch.Tensor, seed: int) -> dict[str, tuple[float, float, float]]:
+    model = copy.deepcopy(subject.model)
+    if randomize(model, layers, seed) == 0:
+        raise RuntimeError("zero layers were randomised")
+    randomized = Subject(model, name=f"{subject.name}_randomized", mean=_listed(subject.mean),
+                         std=_listed(subject.std), input_range=subject.input_range)
+    maps = explain(randomized, x, target, method=method, **params).maps_2d
+    return _summarise(map_similarity(original, maps))
+
+
+def _summarise(per_image: dict[str, np.ndarray]) -> dict[str, tuple[float, float, float]]:
+    return {metric: bootstrap_ci(per_image[metric]) for metric in METRICS}
+
+
+def _listed(values: torch.Tensor | None) -> list[float] | None:
+    return None if values is None else values.flatten().tolist()

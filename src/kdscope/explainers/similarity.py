@@ -1,0 +1,92 @@
+"""How alike two saliency maps are, per image (Adebayo et al. 2018): Spearman rank correlation of |map| and of the
+signed map, SSIM, and the correlation of HOG features; and how well a map points at the object (pointing game,
+relevance mass inside the ground-truth mask)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+METRICS = ("spearman_abs", "spearman_signed", "ssim", "hog")
+
+
+def map_similarity(first: torch.Tensor, second: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-image similarity of two (N, H, W) map batches, every metric in METRICS."""
+    a, b = first.detach().float().cpu().numpy(), second.detach().float().cpu().numpy()
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"need two (N, H, W) map batches of one shape, got {a.shape} and {b.shape}")
+    result = {name: np.empty(len(a)) for name in METRICS}
+    for i in range(len(a)):
+        result["spearman_abs"][i] = _spearman(np.abs(a[i]), np.abs(b[i]))
+        result["spearman_signed"][i] = _spearman(a[i], b[i])
+        ua, ub = _unit(np.abs(a[i])), _unit(np.abs(b[i]))
+        result["ssim"][i] = ssim(ua, ub)
+        result["hog"][i] = _pearson(_hog(ua), _hog(ub))
+    return result
+
+
+def ssim(a: np.ndarray, b: np.ndarray, *, sigma: float = 1.5) -> float:
+    """Mean structural similarity of two [0, 1] images (Wang et al. 2004, Gaussian window, K1=0.01, K2=0.03)."""
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+
+    def blur(image: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(image, (0, 0), sigma)
+
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b = blur(a * a) - mu_a ** 2, blur(b * b) - mu_b ** 2
+    covariance = blur(a * b) - mu_a * mu_b
+    index = ((2 * mu_a * mu_b + c1) * (2 * covariance + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return float(index.mean())
+
+
+def pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
+    """Per image: is the largest |map| value inside the object mask?"""
+    flat = maps.detach().abs().flatten(1).cpu()
+    inside = masks.flatten(1).bool().cpu()
+    return inside.gather(1, flat.argmax(1, keepdim=True)).squeeze(1).numpy()
+
+
+def relevance_mass(maps: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
+    """Per image: the share of positive relevance that falls inside the object mask (0 when there is none)."""
+    positive = maps.detach().clamp(min=0).flatten(1).cpu().double()
+    inside = (positive * masks.flatten(1).cpu().double()).sum(1)
+    return (inside / positive.sum(1).clamp(min=1e-12)).numpy()
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(spearmanr(a.ravel(), b.ravel()).statistic)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    span = a.max() - a.min()
+    return (a - a.min()) / span if span > 0 else np.zeros_like(a)
+
+
+def _hog(image: np.ndarray, cell: int = 4, bins: int = 9) -> np.ndarray:
+    """Histogram of oriented gradients (Dalal & Triggs 2005) of a [0, 1] map: unsigned orientations in `bins` bins
+    per `cell` x `cell` cell, weighted by gradient magnitude, each 2x2-cell block L2-normalised. (OpenCV 5 no
+    longer ships HOGDescriptor, so it is written out here.)"""
+    gx = cv2.Sobel(image.astype(np.float32), cv2.CV_32F, 1, 0, ksize=1)
+    gy = cv2.Sobel(image.astype(np.float32), cv2.CV_32F, 0, 1, ksize=1)
+    magnitude = np.hypot(gx, gy)
+    orientation = np.rad2deg(np.arctan2(gy, gx)) % 180
+    index = np.minimum((orientation / (180 / bins)).astype(int), bins - 1)
+    rows, cols = image.shape[0] // cell, image.shape[1] // cell
+    histogram = np.zeros((rows, cols, bins))
+    for r in range(rows):
+        for c in range(cols):
+            window = np.s_[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell]
+            histogram[r, c] = np.bincount(index[window].ravel(), magnitude[window].ravel(), minlength=bins)
+    blocks = [histogram[r:r + 2, c:c + 2].ravel() for r in range(rows - 1) for c in range(cols - 1)]
+    return np.concatenate([b / np.sqrt((b ** 2).sum() + 1e-12) for b in blocks]) if blocks else histogram.ravel()

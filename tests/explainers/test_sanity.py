@@ -1,0 +1,92 @@
+"""Sanity checks: randomisation that really randomises (seeded, masks kept, zero layers refused), similarity
+metrics on constructed maps, localisation on constructed masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from kdscope import Subject, zoo
+from kdscope.compress.masks import masks_of, prunable_layers
+from kdscope.compress.prune import PruneConfig, prune
+from kdscope.explainers.sanity import (
+    cascading_randomization,
+    data_randomization,
+    independent_randomization,
+    randomizable_layers,
+    randomize,
+)
+from kdscope.explainers.similarity import map_similarity, pointing_game, relevance_mass, ssim
+
+
+def _subject(seed: int = 0) -> Subject:
+    return Subject(zoo.build("resnet", 10, seed=seed, width=4, blocks=1), name=f"resnet{seed}",
+                   mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+def test_randomize_is_seeded_touches_only_the_named_layers_and_keeps_masks():
+    sparse = prune(_subject(), PruneConfig(0.6), progress=False).subject.model
+    before = {k: v.clone() for k, v in sparse.state_dict().items()}
+    assert randomize(sparse, ["fc", "layer3.0.conv2"], seed=1) == 2
+    after = sparse.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"fc.parametrizations.weight.original", "fc.bias",
+                       "layer3.0.conv2.parametrizations.weight.original"}
+    for name in ("fc", "layer3.0.conv2"):
+        layer = prunable_layers(sparse)[name]
+        assert not bool(layer.weight[~masks_of(sparse)[name]].any())
+    again = prune(_subject(), PruneConfig(0.6), progress=False).subject.model
+    randomize(again, ["fc", "layer3.0.conv2"], seed=1)
+    assert all(torch.equal(again.state_dict()[k], after[k]) for k in changed)
+
+
+def test_zero_randomisable_layers_is_an_error():
+    class NoLayers(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(12, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1) @ self.w
+
+    subject = Subject(NoLayers(), name="bare")
+    with pytest.raises(ValueError, match="zero layers randomised"):
+        cascading_randomization(subject, torch.rand(2, 3, 2, 2), torch.tensor([0, 1]), method="gradient")
+
+
+def test_cascading_and_independent_randomisation_cover_every_layer(tiny_world):
+    subject = _subject()
+    x, y = tiny_world[1].images(slice(0, 4)), tiny_world[1].targets(slice(0, 4))
+    layers = randomizable_layers(subject.model)
+    cascade = cascading_randomization(subject, x, y, method="gradient")
+    assert [s.step for s in cascade.steps] == list(range(1, len(layers) + 1))
+    assert cascade.steps[0].layers == ["fc"] and cascade.steps[-1].layers == layers[::-1]
+    assert cascade.verdict in ("pass", "fail")
+    estimate, low, high = cascade.steps[-1].similarity["spearman_abs"]
+    assert -1 <= low <= estimate <= high <= 1
+    independent = independent_randomization(subject, x, y, method="gradcam")
+    assert [s.layers for s in independent.steps] == [[name] for name in layers]
+    data = data_randomization(subject, _subject(seed=5), x, y, method="gradient")
+    assert len(data.steps) == 1 and set(data.steps[0].similarity) == {"spearman_abs", "spearman_signed", "ssim", "hog"}
+
+
+def test_similarity_of_a_map_with_itself_and_its_negation():
+    maps = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    same = map_similarity(maps, maps)
+    for metric in ("spearman_abs", "spearman_signed", "ssim", "hog"):
+        assert np.allclose(same[metric], 1.0, atol=1e-6), metric
+    flipped = map_similarity(maps, -maps)
+    assert np.allclose(flipped["spearman_signed"], -1.0) and np.allclose(flipped["spearman_abs"], 1.0)
+    assert ssim(np.zeros((8, 8)), np.ones((8, 8))) < 0.01
+
+
+def test_pointing_game_and_relevance_mass_on_constructed_maps():
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
+    masks[:, :2, :2] = True
+    maps = torch.zeros(2, 4, 4)
+    maps[0, 0, 0], maps[0, 3, 3] = 3.0, 1.0
+    maps[1, 0, 0], maps[1, 3, 3] = 1.0, -5.0
+    assert pointing_game(maps, masks).tolist() == [True, False]
+    assert relevance_mass(maps, masks).tolist() == pytest.approx([0.75, 1.0])
