@@ -161,3 +161,26 @@ def test_attack_refuses_an_eps_in_8bit_units(tmp_path):
     result = CliRunner().invoke(main, ["attack", "--models", "a.pt", "--eps", "8", "--out", str(tmp_path)])
     assert result.exit_code == 1 or result.exit_code == 2
     assert "8/255" in result.output
+
+
+def test_explain_and_sanity_write_their_reports(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", "--arch", "resnet", "--width", "2", "--data", "probeworld", "--n-train",
+                                "64", "--epochs", "1", "--quiet", "--name", "teacher", "--image-size", "16",
+                                "--out", str(tmp_path)]).exit_code == 0
+    model = str(tmp_path / "teacher.pt")
+    explained = runner.invoke(main, ["explain", "--model", model, "--image-size", "16", "--n", "4", "--methods",
+                                     "gradient,gradcam,occlusion", "--out", str(tmp_path / "explain")])
+    assert explained.exit_code == 0, explained.output
+    report = json.loads((tmp_path / "explain" / "explanations.json").read_text())
+    assert set(report["methods"]) == {"gradient", "gradcam", "occlusion"}
+    assert "pointing_game" in report["methods"]["gradcam"]
+    assert (tmp_path / "explain" / "explanations.png").stat().st_size > 0
+    sanity = runner.invoke(main, ["sanity", "--model", model, "--image-size", "16", "--n", "4", "--methods",
+                                  "gradient,gradcam", "--random-label-model", model, "--out", str(tmp_path / "s")])
+    assert sanity.exit_code == 0, sanity.output
+    results = json.loads((tmp_path / "s" / "sanity.json").read_text())["results"]
+    assert [(r["method"], r["kind"]) for r in results] == [("gradient", "cascading"), ("gradient", "data"),
+                                                          ("gradcam", "cascading"), ("gradcam", "data")]
+    refused = runner.invoke(main, ["explain", "--model", model, "--methods", "lime", "--out", str(tmp_path)])
+    assert refused.exit_code == 2 and "unknown method" in refused.output

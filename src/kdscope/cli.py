@@ -13,6 +13,7 @@ from kdscope.augment import Augment
 from kdscope.cli_attack import attack_command
 from kdscope.cli_common import floats, fmt, image_size_option, load_data
 from kdscope.cli_compress import compress
+from kdscope.cli_explain import explain_command, sanity_command
 from kdscope.data import VARIANTS
 from kdscope.data.preview import preview_grid, save_png
 from kdscope.train import TrainConfig, train
@@ -181,6 +182,8 @@ def demo_command(out: Path, fresh: bool, quiet: bool) -> None:
 
 main.add_command(compress)
 main.add_command(attack_command)
+main.add_command(explain_command)
+main.add_command(sanity_command)
 
 if __name__ == "__main__":
     sys.exit(main())

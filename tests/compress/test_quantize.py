@@ -139,3 +139,15 @@ def test_attacks_on_int8_take_gradients_from_the_twin_and_are_judged_on_int8(sta
     assert torch.equal(white_box.success, int8.predict(white_box.adversarial) != y)
     gradient_free = run(int8, x, y, attack="square", eps=8 / 255, queries=20)
     assert gradient_free.gradient_source == "none (score-based)"
+
+
+def test_explainers_on_int8_use_the_twin_or_the_int8_kernels(static_int8, tiny_world):
+    from kdscope.explainers import FunctionalReluError, explain
+
+    int8 = static_int8[0].subject
+    x, y = tiny_world[1].images(slice(0, 4)), tiny_world[1].targets(slice(0, 4))
+    assert explain(int8, x, y, method="gradient").produced_by == "twin"
+    assert explain(int8, x, y, method="occlusion", patch=8, stride=8).produced_by == "int8 model"
+    assert explain(int8, x, y, method="superpixel_shap", permutations=1).produced_by == "int8 model"
+    with pytest.raises(FunctionalReluError):
+        explain(int8, x, y, method="guided_backprop")

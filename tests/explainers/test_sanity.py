@@ -90,3 +90,16 @@ def test_pointing_game_and_relevance_mass_on_constructed_maps():
     maps[1, 0, 0], maps[1, 3, 3] = 1.0, -5.0
     assert pointing_game(maps, masks).tolist() == [True, False]
     assert relevance_mass(maps, masks).tolist() == pytest.approx([0.75, 1.0])
+
+
+def test_localisation_reports_intervals(tiny_world):
+    from kdscope.explainers.sanity import localisation
+
+    _, test_set = tiny_world
+    x, y = test_set.images(slice(0, 8)), test_set.targets(slice(0, 8))
+    masks = torch.from_numpy(test_set.masks[:8])
+    result = localisation(_subject(), x, y, masks, method="gradcam")
+    for estimate, low, high in result.values():
+        assert 0 <= low <= estimate <= high <= 1
+    with pytest.raises(ValueError, match="masks must be"):
+        localisation(_subject(), x, y, masks[:3])

@@ -9,14 +9,13 @@ plain gradients, the forward pass is watched and such a call is an error that sa
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from kdscope.explainers.base import Explanation, check_explain_inputs, frozen, input_gradient, target_logits
 from kdscope.subject import Subject
 
-_FUNCTIONAL_RELUS = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+_RELU_OPS = {torch.ops.aten.relu, torch.ops.aten.relu_}
 
 
 class FunctionalReluError(TypeError):
@@ -86,8 +85,9 @@ def _deconv_hook(_module: nn.Module, _grad_input: tuple, grad_output: tuple) -> 
     return (grad_output[0].clamp(min=0),)
 
 
-class _FunctionalReluDetector(TorchFunctionMode):
-    """Records ReLU function calls made outside the model's nn.ReLU modules during a forward pass."""
+class _FunctionalReluDetector(TorchDispatchMode):
+    """Records ReLU operations run outside the model's nn.ReLU modules during a forward pass: F.relu, x.relu(), or
+    the aten.relu calls of an exported graph (an int8 Subject's twin), all of which reach the dispatcher."""
 
     def __init__(self, relus: list[nn.Module]) -> None:
         super().__init__()
@@ -110,7 +110,7 @@ class _FunctionalReluDetector(TorchFunctionMode):
     def _leave_module(self, *_args: object) -> None:
         self.depth -= 1
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
-        if func in _FUNCTIONAL_RELUS and self.depth == 0:
-            self.calls.append(getattr(func, "__qualname__", str(func)))
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        if func.overloadpacket in _RELU_OPS and self.depth == 0:
+            self.calls.append(str(func))
         return func(*args, **(kwargs or {}))

@@ -18,7 +18,7 @@ from torch import nn
 
 from kdscope.compress.masks import mask_of, weight_of
 from kdscope.explainers.registry import explain
-from kdscope.explainers.similarity import METRICS, map_similarity
+from kdscope.explainers.similarity import METRICS, map_similarity, pointing_game, relevance_mass
 from kdscope.stats import bootstrap_ci
 from kdscope.subject import Subject
 
@@ -141,3 +141,15 @@ def _summarise(per_image: dict[str, np.ndarray]) -> dict[str, tuple[float, float
 
 def _listed(values: torch.Tensor | None) -> list[float] | None:
     return None if values is None else values.flatten().tolist()
+
+
+def localisation(subject: Subject, x: torch.Tensor, target: torch.Tensor, masks: torch.Tensor, *,
+                 method: str = "gradcam", **params: object) -> dict[str, tuple[float, float, float]]:
+    """Pointing game (is the map's peak on the object?) and relevance mass inside the object mask, each as
+    (mean, low, high) over images with a 95% bootstrap interval."""
+    masks = torch.as_tensor(masks)
+    if masks.shape != (len(x), *x.shape[2:]):
+        raise ValueError(f"masks must be (N, H, W) = {(len(x), *x.shape[2:])}, got {tuple(masks.shape)}")
+    maps = explain(subject, x, target, method=method, **params).maps_2d
+    return {"pointing_game": bootstrap_ci(pointing_game(maps, masks).astype(float)),
+            "relevance_mass": bootstrap_ci(relevance_mass(maps, masks))}
