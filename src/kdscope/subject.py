@@ -54,6 +54,7 @@ class Subject:
         self.class_names = tuple(class_names) if class_names is not None else None
         self.metadata = dict(metadata or {})
         self._classes: int | None = None
+        self._guard_depth = 0
         self.mean = _channel_vector(mean, "mean", self.device)
         self.std = _channel_vector(std, "std", self.device)
         if self.std is not None and bool((self.std <= 0).any()):
@@ -86,26 +87,39 @@ class Subject:
         inside, and restore parameters' requires_grad flags.
 
         Modes are set per module rather than through `train()`, which torch.export programs refuse (their graph
-        already fixes the mode)."""
+        already fixes the mode). A guard opened inside another guard of the same Subject does nothing: the outer
+        one restores everything, and explainers and attacks open one per call, then call `logits` many times."""
+        if self._guard_depth:
+            self._guard_depth += 1
+            try:
+                yield self
+            finally:
+                self._guard_depth -= 1
+            return
         modules = _all_modules(self.model, self.twin)
         modes = [m.training for m in modules]
         hooks = [{name: set(getattr(m, name, {}) or {}) for name in _HOOK_DICTS} for m in modules]
         params = [p for m in modules for p in m.parameters(recurse=False)]
         requires_grad = [p.requires_grad for p in params]
-        for m in modules:
-            m.training = False
+        for m, mode in zip(modules, modes):
+            if mode:
+                m.__dict__["training"] = False
+        self._guard_depth = 1
         try:
             yield self
         finally:
+            self._guard_depth = 0
             for m, mode, before in zip(modules, modes, hooks):
-                m.training = mode
+                if m.training != mode:
+                    m.__dict__["training"] = mode
                 for name, keys in before.items():
                     current = getattr(m, name, None)
                     if current:
                         for key in [k for k in current if k not in keys]:
                             del current[key]
             for p, flag in zip(params, requires_grad):
-                p.requires_grad_(flag)
+                if p.requires_grad != flag:
+                    p.requires_grad_(flag)
 
     def logits(self, x: torch.Tensor, *, use_twin: bool = False) -> torch.Tensor:
         """Validated raw images -> logits, in eval mode. Gradients flow to `x` when it requires them."""

@@ -8,6 +8,9 @@ plain gradients, the forward pass is watched and such a call is an error that sa
 
 from __future__ import annotations
 
+import contextlib
+import weakref
+
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -16,6 +19,9 @@ from kdscope.explainers.base import Explanation, check_explain_inputs, frozen, i
 from kdscope.subject import Subject
 
 _RELU_OPS = {torch.ops.aten.relu, torch.ops.aten.relu_}
+_CHECKED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+"""Models whose forward pass was watched once and ran every ReLU through a module: watching costs a Python call per
+operation, so it is done once per model."""
 
 
 class FunctionalReluError(TypeError):
@@ -49,7 +55,7 @@ def modified_relu_gradient(subject: Subject, x: torch.Tensor, target: torch.Tens
     model = subject.gradient_model
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     inplace = [m.inplace for m in relus]
-    detector = _FunctionalReluDetector(relus)
+    detector = _FunctionalReluDetector(relus) if model not in _CHECKED else contextlib.nullcontext()
     try:
         for relu in relus:
             relu.inplace = False
@@ -57,11 +63,12 @@ def modified_relu_gradient(subject: Subject, x: torch.Tensor, target: torch.Tens
         x = x.detach().to(subject.device).requires_grad_(True)
         with detector:
             logits = subject.logits(x, use_twin=True)
-        if detector.calls:
+        if isinstance(detector, _FunctionalReluDetector) and detector.calls:
             raise FunctionalReluError(
                 f"{subject.name} calls ReLU as a function ({detector.calls[0]}), which {rule} cannot hook, so the "
                 "result would silently be a plain gradient. Use nn.ReLU modules in the model (e.g. "
                 "self.relu = nn.ReLU() and self.relu(x)), or choose the 'saliency' method.")
+        _CHECKED[model] = True
         (grad,) = torch.autograd.grad(target_logits(logits, target).sum(), x)
         return grad
     finally:
