@@ -31,6 +31,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_attacks.py --only throughput
 	$(BIN)/python bench/bench_attacks.py --only cw
 	$(BIN)/python bench/bench_attacks.py --only transfer
+	$(BIN)/python bench/bench_explainers.py --only timing
+	$(BIN)/python bench/bench_explainers.py --only sanity
+	$(BIN)/python bench/bench_explainers.py --only pointing
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
