@@ -64,6 +64,8 @@ def test_cascading_and_independent_randomisation_cover_every_layer(tiny_world):
     assert [s.step for s in cascade.steps] == list(range(1, len(layers) + 1))
     assert cascade.steps[0].layers == ["fc"] and cascade.steps[-1].layers == layers[::-1]
     assert cascade.verdict in ("pass", "fail")
+    bottom_up = cascading_randomization(subject, x, y, method="gradient", order="bottom_up")
+    assert bottom_up.steps[0].layers == ["stem.0"] and bottom_up.kind == "cascading_bottom_up"
     estimate, low, high = cascade.steps[-1].similarity["spearman_abs"]
     assert -1 <= low <= estimate <= high <= 1
     independent = independent_randomization(subject, x, y, method="gradcam")

@@ -76,13 +76,17 @@ def randomize(model: nn.Module, names: list[str], seed: int) -> int:
 
 
 def cascading_randomization(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, method: str = "gradcam",
-                            seed: int = 0, **params: object) -> SanityResult:
-    """Randomise the top 1, 2, ... layers and compare each step's maps with the trained model's."""
+                            seed: int = 0, order: str = "top_down", **params: object) -> SanityResult:
+    """Randomise the top 1, 2, ... layers (or, with order='bottom_up', the first 1, 2, ... from the input) and
+    compare each step's maps with the trained model's."""
+    if order not in ("top_down", "bottom_up"):
+        raise ValueError(f"order must be 'top_down' or 'bottom_up', got {order!r}")
     layers = _layers_or_fail(subject)
     original = explain(subject, x, target, method=method, **params).maps_2d
-    result = SanityResult(method, "cascading")
+    result = SanityResult(method, "cascading" if order == "top_down" else "cascading_bottom_up")
+    sequence = layers[::-1] if order == "top_down" else layers
     for step in range(1, len(layers) + 1):
-        chosen = layers[::-1][:step]
+        chosen = sequence[:step]
         result.steps.append(SanityStep(step, chosen, _compare(subject, chosen, x, target, method, params, original,
                                                               seed)))
     full = result.steps[-1].similarity["spearman_abs"][0]
