@@ -151,3 +151,15 @@ def test_explainers_on_int8_use_the_twin_or_the_int8_kernels(static_int8, tiny_w
     assert explain(int8, x, y, method="superpixel_shap", permutations=1).produced_by == "int8 model"
     with pytest.raises(FunctionalReluError):
         explain(int8, x, y, method="guided_backprop")
+
+
+def test_gradcam_on_int8_reads_the_twin_graph_and_agrees_with_float(static_int8, float_subject, tiny_world):
+    from kdscope.explainers import explain
+
+    int8 = static_int8[0].subject
+    x, y = tiny_world[1].images(slice(0, 8)), tiny_world[1].targets(slice(0, 8))
+    quantized = explain(int8, x, y, method="gradcam")
+    assert quantized.produced_by == "twin" and quantized.maps.shape == (8, 1, 16, 16)
+    floating = explain(float_subject, x, y, method="gradcam").maps
+    cosine = torch.nn.functional.cosine_similarity(quantized.maps.flatten(1), floating.flatten(1), dim=1)
+    assert float(cosine.mean()) > 0.8

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import fx
 
 from kdscope.explainers.base import Explanation, check_explain_inputs, frozen, target_logits
 from kdscope.explainers.gradients import modified_relu_gradient
@@ -16,7 +17,8 @@ from kdscope.subject import Subject
 
 
 def last_spatial_layer(subject: Subject, x: torch.Tensor) -> str:
-    """Name of the last module (in completion order) whose output is (N, C, H, W) with H * W > 1."""
+    """Name of the last module (in completion order) whose output is (N, C, H, W) with H * W > 1; for an exported
+    graph (an int8 Subject's twin), the last such graph node that is not a quantize/dequantize step."""
     model = subject.gradient_model
     finished: list[tuple[str, tuple]] = []
     handles = [module.register_forward_hook(
@@ -29,6 +31,8 @@ def last_spatial_layer(subject: Subject, x: torch.Tensor) -> str:
         for handle in handles:
             handle.remove()
     spatial = [name for name, shape in finished if len(shape) == 4 and shape[2] * shape[3] > 1]
+    if not spatial and isinstance(model, fx.GraphModule):
+        spatial = [node.name for node in model.graph.nodes if _spatial(node) and "quantize" not in str(node.target)]
     if not spatial:
         raise ValueError(f"{subject.name} has no module with a spatial (N, C, H, W) output for Grad-CAM; name a "
                          "layer with layer=... or choose another method")
@@ -37,22 +41,50 @@ def last_spatial_layer(subject: Subject, x: torch.Tensor) -> str:
 
 def layer_gradcam(subject: Subject, x: torch.Tensor, target: torch.Tensor, layer: str) -> torch.Tensor:
     """The Grad-CAM map at the layer's own resolution (inside an active guard)."""
-    module = dict(subject.gradient_model.named_modules()).get(layer)
-    if module is None:
-        raise KeyError(f"{subject.name} has no layer {layer!r} for Grad-CAM")
-    store: dict[str, torch.Tensor] = {}
-    handle = module.register_forward_hook(lambda _m, _i, output: store.update(activation=output))
-    try:
-        x = x.detach().to(subject.device).requires_grad_(True)
-        score = target_logits(subject.logits(x, use_twin=True), target).sum()
-    finally:
-        handle.remove()
-    activation = store["activation"]
+    model = subject.gradient_model
+    x = x.detach().to(subject.device).requires_grad_(True)
+    if isinstance(model, fx.GraphModule) and layer in {node.name for node in model.graph.nodes}:
+        subject.check_images(x)
+        capture = _NodeCapture(model, layer)
+        score = target_logits(capture.run(subject.normalize(x)), target).sum()
+        activation = capture.activation
+    else:
+        module = dict(model.named_modules()).get(layer)
+        if module is None:
+            raise KeyError(f"{subject.name} has no layer {layer!r} for Grad-CAM")
+        store: dict[str, torch.Tensor] = {}
+        handle = module.register_forward_hook(lambda _m, _i, output: store.update(activation=output))
+        try:
+            score = target_logits(subject.logits(x, use_twin=True), target).sum()
+        finally:
+            handle.remove()
+        activation = store["activation"]
     if activation.ndim != 4:
         raise ValueError(f"layer {layer!r} outputs shape {tuple(activation.shape)}, not a (N, C, H, W) feature map")
     (grad,) = torch.autograd.grad(score, activation)
     weights = grad.mean((2, 3), keepdim=True)
     return F.relu((weights * activation).sum(1, keepdim=True)).detach()
+
+
+class _NodeCapture(fx.Interpreter):
+    """Runs a graph node by node and keeps one node's output: Grad-CAM on an exported graph, which has no modules
+    to hook."""
+
+    def __init__(self, graph_module: fx.GraphModule, node: str) -> None:
+        super().__init__(graph_module)
+        self.node, self.activation = node, None
+
+    def run_node(self, node: fx.Node) -> object:
+        output = super().run_node(node)
+        if node.name == self.node:
+            self.activation = output
+        return output
+
+
+def _spatial(node: fx.Node) -> bool:
+    value = node.meta.get("val")
+    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ()
+    return len(shape) == 4 and isinstance(shape[2], int) and shape[2] * shape[3] > 1
 
 
 def gradcam(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, layer: str | None = None) -> Explanation:
