@@ -163,3 +163,17 @@ def test_gradcam_on_int8_reads_the_twin_graph_and_agrees_with_float(static_int8,
     floating = explain(float_subject, x, y, method="gradcam").maps
     cosine = torch.nn.functional.cosine_similarity(quantized.maps.flatten(1), floating.flatten(1), dim=1)
     assert float(cosine.mean()) > 0.8
+
+
+def test_sanity_checks_randomise_the_int8_twin(static_int8, tiny_world):
+    from kdscope.explainers.sanity import cascading_randomization, randomizable_layers
+
+    int8 = static_int8[0].subject
+    x, y = tiny_world[1].images(slice(0, 4)), tiny_world[1].targets(slice(0, 4))
+    layers = randomizable_layers(int8.twin)
+    assert len(layers) == len(static_int8[0].subject.metadata["compression"]["int8"]["quantized_layers"])
+    before = {name: getattr(int8.twin, name).clone() for name in layers}
+    result = cascading_randomization(int8, x, y, method="gradient")
+    assert len(result.steps) == len(layers)
+    assert all(torch.equal(getattr(int8.twin, name), before[name]) for name in layers)
+    assert result.steps[-1].similarity["spearman_abs"][0] < 0.9

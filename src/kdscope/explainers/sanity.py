@@ -4,17 +4,20 @@ the input, not the model.
 
 Cascading randomisation re-initialises layers from the logits down, one more per step; independent randomisation
 one layer at a time. Re-initialisation is seeded per layer and acts on the weights the model really uses: a pruned
-layer keeps its mask (its stored weights are redrawn, its zeros stay zero). Zero randomisable layers is an error.
+layer keeps its mask (its stored weights are redrawn, its zeros stay zero); an int8 Subject is randomised through
+its fake-quant twin, whose int8 weight constants are redrawn and re-quantized (the randomised model's maps then all
+come from that twin). Zero randomisable layers is an error.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 
 from kdscope.compress.masks import mask_of, weight_of
 from kdscope.explainers.registry import explain
@@ -51,14 +54,20 @@ class SanityResult:
 
 
 def randomizable_layers(model: nn.Module) -> list[str]:
-    """Conv2d and Linear layers in definition order (input to logits)."""
+    """Conv2d and Linear layers in definition order (input to logits); for an int8 twin, its int8 weight
+    constants in graph order."""
+    if isinstance(model, fx.GraphModule) and _int8_weights(model):
+        return list(_int8_weights(model))
     return [name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
 
 
 @torch.no_grad()
 def randomize(model: nn.Module, names: list[str], seed: int) -> int:
     """Redraw the weights and biases of the named layers in place (uniform in +-1/sqrt(fan_in), as PyTorch
-    initialises them), each layer with its own seed; masks stay. Returns how many layers were randomised."""
+    initialises them), each layer with its own seed; masks stay. An int8 twin's weight constants are redrawn the
+    same way and re-quantized with their own per-channel scales. Returns how many layers were randomised."""
+    if isinstance(model, fx.GraphModule) and _int8_weights(model):
+        return _randomize_int8(model, names, seed)
     modules = dict(model.named_modules())
     for offset, name in enumerate(names):
         module = modules[name]
@@ -117,10 +126,30 @@ def data_randomization(subject: Subject, random_label_subject: Subject, x: torch
     return result
 
 
+def _int8_weights(graph_module: fx.GraphModule) -> dict[str, str]:
+    """int8 weight constant -> its per-channel scale constant, read from the dequantize_per_channel nodes."""
+    found = {}
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and node.target == torch.ops.quantized_decomposed.dequantize_per_channel.default:
+            weight, scale = node.args[0], node.args[1]
+            if weight.op == "get_attr" and scale.op == "get_attr":
+                found[weight.target] = scale.target
+    return found
+
+
+def _randomize_int8(graph_module: fx.GraphModule, names: list[str], seed: int) -> int:
+    scales = _int8_weights(graph_module)
+    for offset, name in enumerate(names):
+        weight = getattr(graph_module, name)
+        scale = getattr(graph_module, scales[name]).view(-1, *([1] * (weight.ndim - 1)))
+        generator = torch.Generator().manual_seed(seed + 7919 * offset)
+        bound = 1 / weight[0].numel() ** 0.5
+        drawn = (torch.rand(weight.shape, generator=generator) * 2 - 1) * bound
+        weight.copy_(torch.round(drawn / scale).clamp(-128, 127).to(weight.dtype))
+    return len(names)
+
+
 def _layers_or_fail(subject: Subject) -> list[str]:
-    if subject.twin is not None:
-        raise ValueError(f"{subject.name} is int8: its twin holds frozen int8 constants, not layers kdscope can "
-                         "randomise; run the sanity checks on its float parent")
     layers = randomizable_layers(subject.gradient_model)
     if not layers:
         raise ValueError(f"{subject.name} has no Conv2d or Linear layer to randomise: zero layers randomised, so "
@@ -130,7 +159,9 @@ def _layers_or_fail(subject: Subject) -> list[str]:
 
 def _compare(subject: Subject, layers: list[str], x: torch.Tensor, target: torch.Tensor, method: str, params: dict,
              original: torch.Tensor, seed: int) -> dict[str, tuple[float, float, float]]:
-    model = copy.deepcopy(subject.model)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        model = copy.deepcopy(subject.gradient_model)
     if randomize(model, layers, seed) == 0:
         raise RuntimeError("zero layers were randomised")
     randomized = Subject(model, name=f"{subject.name}_randomized", mean=_listed(subject.mean),
