@@ -17,49 +17,32 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
+from common import demo_setting
 from kdscope import Subject, zoo
 from kdscope.attacks import run, transfer_matrix
 from kdscope.checkpoint import library_versions
 from kdscope.compress import distill
 from kdscope.compress.prune import PruneConfig, prune
 from kdscope.compress.quantize import QuantizeConfig, quantize
-from kdscope.data import probeworld
-from kdscope.demo import DemoRecipe, run_demo
-from kdscope.loading import load_subject
+from kdscope.demo import DemoRecipe
 from kdscope.stats import bootstrap_ci
+from kdscope.subject import RawInputModel
 from kdscope.train import TrainConfig, train
 
 RESULTS = Path(__file__).parent / "results"
 
 
-class Normalized(nn.Module):
-    """Normalisation + model as one module, the form torchattacks and Foolbox take."""
-
-    def __init__(self, subject: Subject) -> None:
-        super().__init__()
-        self.subject, self.model = subject, subject.model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.subject.normalize(x))
 
 
-def setting() -> tuple[DemoRecipe, Subject, object, object]:
-    recipe = DemoRecipe()
-    run_demo("runs/demo", progress=False, recipe=recipe)
-    teacher = load_subject("runs/demo/teacher.pt")
-    train_data = probeworld(recipe.train_images, split="train", seed=recipe.seed)
-    test_data = probeworld(recipe.test_images, split="test", seed=recipe.seed)
-    return recipe, teacher, train_data, test_data
 
 
 def throughput(repeats: int = 7) -> dict:
     import torchattacks
 
-    _, teacher, _, test_data = setting()
+    _, teacher, _, test_data = demo_setting()
     x, y = test_data.images(slice(0, 256)), test_data.targets(slice(0, 256))
-    peer_model = Normalized(teacher).eval()
+    peer_model = RawInputModel(teacher).eval()
     peers = {"fgsm": torchattacks.FGSM(peer_model, eps=4 / 255),
              "pgd (10 steps)": torchattacks.PGD(peer_model, eps=4 / 255, alpha=1 / 255, steps=10, random_start=False)}
     ours = {"fgsm": lambda: run(teacher, x, y, attack="fgsm", eps=4 / 255),
@@ -101,11 +84,11 @@ def carlini_wagner_peers(n: int = 64, steps: int = 100, binary_steps: int = 5) -
     import foolbox
     import torchattacks
 
-    _, teacher, _, test_data = setting()
+    _, teacher, _, test_data = demo_setting()
     x, y = test_data.images(slice(0, 2 * n)), test_data.targets(slice(0, 2 * n))
     correct = teacher.predict(x) == y
     x, y = x[correct][:n], y[correct][:n]
-    peer_model = Normalized(teacher).eval()
+    peer_model = RawInputModel(teacher).eval()
     rows = []
 
     def record(name: str, adversarial: torch.Tensor, seconds: float) -> None:
@@ -156,7 +139,7 @@ def compressed_models(recipe: DemoRecipe, teacher: Subject, train_data, test_dat
 
 
 def transfer(n: int = 1000, eps: float = 4 / 255) -> dict:
-    recipe, teacher, train_data, test_data = setting()
+    recipe, teacher, train_data, test_data = demo_setting()
     subjects = compressed_models(recipe, teacher, train_data, test_data)
     x, y = test_data.images(slice(0, n)), test_data.targets(slice(0, n))
     result = transfer_matrix(subjects, x, y, attack="pgd", eps=eps, steps=10, seed=0)

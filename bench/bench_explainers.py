@@ -27,36 +27,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import GuidedBackprop, LayerGradCam, Occlusion, Saliency
-from torch import nn
 
+from common import demo_setting
 from kdscope import Subject, zoo
 from kdscope.checkpoint import library_versions
 from kdscope.data import probeworld
-from kdscope.demo import DemoRecipe, run_demo
 from kdscope.explainers import explain
 from kdscope.explainers.sanity import PASS_THRESHOLD, cascading_randomization, data_randomization, localisation
-from kdscope.loading import load_subject
+from kdscope.subject import RawInputModel
 from kdscope.train import train
 
 RESULTS = Path(__file__).parent / "results"
 SANITY_METHODS = ("gradient", "guided_backprop", "gradcam", "guided_gradcam")
 
 
-class Normalized(nn.Module):
-    def __init__(self, subject: Subject) -> None:
-        super().__init__()
-        self.subject, self.model = subject, subject.model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.subject.normalize(x))
 
 
-def setting() -> tuple[DemoRecipe, Subject, object, object]:
-    recipe = DemoRecipe()
-    run_demo("runs/demo", progress=False, recipe=recipe)
-    teacher = load_subject("runs/demo/teacher.pt")
-    return recipe, teacher, probeworld(recipe.train_images, split="train", seed=recipe.seed), \
-        probeworld(recipe.test_images, split="test", seed=recipe.seed)
 
 
 def grad_cam_guided_backprop() -> type:
@@ -80,9 +66,9 @@ def grad_cam_guided_backprop() -> type:
 
 
 def timing(repeats: int = 9) -> dict:
-    _, teacher, _, test_data = setting()
+    _, teacher, _, test_data = demo_setting()
     x, y = test_data.images(slice(0, 64)), test_data.targets(slice(0, 64))
-    peer_model = Normalized(teacher).eval()
+    peer_model = RawInputModel(teacher).eval()
     layer = teacher.model.layer3
 
     def floor() -> None:
@@ -138,7 +124,7 @@ def timing(repeats: int = 9) -> dict:
 
 
 def sanity(n: int = 64) -> dict:
-    recipe, teacher, _, test_data = setting()
+    recipe, teacher, _, test_data = demo_setting()
     spec = next(m for m in recipe.models if m.role == "teacher")
     random_labels = probeworld(recipe.train_images, split="train", seed=recipe.seed, variant="random_labels")
     model = zoo.build(spec.arch, 10, seed=spec.config.seed, **spec.arch_kwargs)
@@ -157,7 +143,7 @@ def sanity(n: int = 64) -> dict:
 
 
 def pointing(n: int = 1000) -> dict:
-    _, teacher, _, test_data = setting()
+    _, teacher, _, test_data = demo_setting()
     x, y = test_data.images(slice(0, n)), test_data.targets(slice(0, n))
     masks = torch.from_numpy(test_data.masks[:n])
     rows = {}

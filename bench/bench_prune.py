@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from common import demo_setting
 from kdscope import Subject, zoo
 from kdscope.checkpoint import library_versions
 from kdscope.compress import DistillConfig
@@ -27,9 +28,6 @@ from kdscope.compress.lineage import state_dict_bytes
 from kdscope.compress.masks import prunable_layers
 from kdscope.compress.prune import PruneConfig, lottery_ticket, magnitude_masks, prune
 from kdscope.compress.structured import StructuredConfig, structured_prune
-from kdscope.data import probeworld
-from kdscope.demo import DemoRecipe, run_demo
-from kdscope.loading import load_subject
 from kdscope.train import TrainConfig
 from timing import interleaved_ms
 
@@ -37,22 +35,12 @@ RESULTS = Path(__file__).parent / "results"
 SPARSITIES = (0.5, 0.8, 0.9, 0.95)
 
 
-def setting(device: str) -> tuple[DemoRecipe, Subject, object, object]:
-    recipe = DemoRecipe()
-    run_demo("runs/demo", progress=False, recipe=recipe)
-    teacher = load_subject("runs/demo/teacher.pt")
-    teacher.model.to(device)
-    teacher = Subject(teacher.model, name="teacher", role="teacher", mean=teacher.mean.flatten().tolist(),
-                      std=teacher.std.flatten().tolist(), class_names=teacher.class_names, metadata=teacher.metadata)
-    train_data = probeworld(recipe.train_images, split="train", seed=recipe.seed)
-    test_data = probeworld(recipe.test_images, split="test", seed=recipe.seed)
-    return recipe, teacher, train_data, test_data
 
 
 def curve(device: str, fine_tune_epochs: int, rounds: int) -> dict:
     """One-shot global magnitude pruning + fine-tuning (cross-entropy and KD recovery) at each sparsity; iterative
     pruning with rewinding from the teacher's own recipe, and the random-reinit control at the same masks."""
-    recipe, teacher, train_data, test_data = setting(device)
+    recipe, teacher, train_data, test_data = demo_setting(device)
     teacher_spec = next(m for m in recipe.models if m.role == "teacher")
     fine_tune = TrainConfig(epochs=fine_tune_epochs, lr=0.01, warmup_epochs=0, augment=teacher_spec.config.augment)
     rows = {"teacher_accuracy": teacher.evaluate(test_data)["accuracy"], "one_shot": [], "lottery": []}
@@ -107,7 +95,7 @@ def structured(fine_tune_epochs: int) -> dict:
     """50% of channels removed: ours (traced groups, residual stream included) and torch-pruning's, same run."""
     import torch_pruning as tp
 
-    recipe, teacher, train_data, test_data = setting("cpu")
+    recipe, teacher, train_data, test_data = demo_setting()
     teacher_spec = next(m for m in recipe.models if m.role == "teacher")
     shape = test_data.image_shape
     fine_tune = TrainConfig(epochs=fine_tune_epochs, lr=0.01, warmup_epochs=0, augment=teacher_spec.config.augment)
@@ -163,7 +151,7 @@ def masks() -> dict:
     """Our masks against torch.nn.utils.prune's global L1 pruning on the teacher: mismatches and time."""
     from torch.nn.utils import prune as torch_prune
 
-    _, teacher, _, _ = setting("cpu")
+    _, teacher, _, _ = demo_setting()
     rows = []
     for sparsity in SPARSITIES:
         ours_times, peer_times = [], []

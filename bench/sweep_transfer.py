@@ -12,7 +12,8 @@ import json
 import statistics
 from pathlib import Path
 
-from bench_attacks import _paired_gap, setting
+from bench_attacks import _paired_gap
+from common import demo_setting
 from kdscope import Subject, zoo
 from kdscope.attacks import transfer_matrix
 from kdscope.checkpoint import library_versions
@@ -23,9 +24,7 @@ RESULTS = Path(__file__).parent / "results" / "transfer_sweep.json"
 
 
 def one_seed(seed: int, device: str, eps: float) -> dict:
-    recipe, teacher, train_data, test_data = setting()
-    teacher = Subject(teacher.model.to(device), name="teacher", role="teacher",
-                      mean=teacher.mean.flatten().tolist(), std=teacher.std.flatten().tolist())
+    recipe, teacher, train_data, test_data = demo_setting(device)
     spec = next(m for m in recipe.models if m.role == "independent_student")
     config = dataclasses.replace(spec.config, seed=seed)
     student = zoo.build(spec.arch, 10, seed=seed, **spec.arch_kwargs).to(device)

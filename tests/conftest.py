@@ -30,6 +30,19 @@ def tiny_resnet() -> nn.Module:
     return zoo.build("resnet", 10, seed=0, width=4, blocks=1)
 
 
+@pytest.fixture(scope="module")
+def trained_tiny_teacher(tiny_world):
+    """A tiny ResNet trained for two epochs (enough for gradients and attacks to mean something), as a Subject."""
+    from kdscope import Subject
+    from kdscope.train import TrainConfig, train
+
+    train_set, _ = tiny_world
+    model = zoo.build("resnet", 10, seed=0, width=4, blocks=1)
+    train(model, train_set, TrainConfig(epochs=2, lr=0.02), progress=False)
+    mean, std = train_set.channel_stats()
+    return Subject(model, name="teacher", mean=mean, std=std)
+
+
 def parameters_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """Bit-exact copies of every parameter and buffer."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -211,6 +211,19 @@ class Subject:
             )
 
 
+class RawInputModel(nn.Module):
+    """A Subject as a plain module of raw [0, 1] images (its normalisation inside): the form other libraries
+    (captum, torchattacks, Foolbox) call. `use_twin` runs the gradient model (an int8 Subject's twin)."""
+
+    def __init__(self, subject: Subject, *, use_twin: bool = False) -> None:
+        super().__init__()
+        self.subject, self.use_twin = subject, use_twin
+        self.model = subject.gradient_model if use_twin else subject.model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.subject.normalize(x))
+
+
 def check_logits(out: torch.Tensor, name: str = "model") -> None:
     """Refuse outputs that are not a (N, classes) logit matrix, in particular softmax probabilities."""
     if not isinstance(out, torch.Tensor) or out.ndim != 2:

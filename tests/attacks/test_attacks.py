@@ -22,18 +22,13 @@ from kdscope.attacks import (
     transfer_matrix,
     transfer_rates,
 )
+from kdscope.subject import RawInputModel
 from tests.conftest import assert_unchanged, parameters_snapshot
 
 
 @pytest.fixture(scope="module")
-def teacher(tiny_world):
-    from kdscope.train import TrainConfig, train
-
-    train_set, _ = tiny_world
-    model = zoo.build("resnet", 10, seed=0, width=4, blocks=1)
-    train(model, train_set, TrainConfig(epochs=2, lr=0.02), progress=False)
-    mean, std = train_set.channel_stats()
-    return Subject(model, name="teacher", mean=mean, std=std)
+def teacher(trained_tiny_teacher):
+    return trained_tiny_teacher
 
 
 @pytest.fixture(scope="module")
@@ -42,22 +37,12 @@ def batch(tiny_world):
     return test_set.images(slice(0, 16)), test_set.targets(slice(0, 16))
 
 
-class _Normalized(nn.Module):
-    """The Subject's normalisation and model as one module, the form torchattacks expects."""
-
-    def __init__(self, subject: Subject) -> None:
-        super().__init__()
-        self.subject = subject
-        self.model = subject.model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.subject.normalize(x))
 
 
 def test_fgsm_equals_torchattacks(teacher, batch):
     x, y = batch
     ours = run(teacher, x, y, attack="fgsm", eps=4 / 255).adversarial
-    theirs = torchattacks.FGSM(_Normalized(teacher).eval(), eps=4 / 255)(x, y)
+    theirs = torchattacks.FGSM(RawInputModel(teacher).eval(), eps=4 / 255)(x, y)
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
 
 
@@ -66,7 +51,7 @@ def test_pgd_without_random_start_equals_torchattacks(teacher, batch, norm, peer
     x, y = batch
     eps, step = (8 / 255, 2 / 255) if norm == "linf" else (0.5, 0.1)
     ours = run(teacher, x, y, attack="pgd", eps=eps, step=step, steps=5, norm=norm, random_start=False)
-    theirs = getattr(torchattacks, peer)(_Normalized(teacher).eval(), eps=eps, alpha=step, steps=5,
+    theirs = getattr(torchattacks, peer)(RawInputModel(teacher).eval(), eps=eps, alpha=step, steps=5,
                                          random_start=False)(x, y)
     torch.testing.assert_close(ours.adversarial, theirs, atol=1e-5, rtol=0)
     assert ours.gradient_source == "model" and ours.judged_on == "model"
@@ -222,7 +207,7 @@ def test_targeted_fgsm_equals_torchattacks_targeted_mode(teacher, batch):
     x, y = batch
     target = (y + 3) % 10
     ours = run(teacher, x, y, attack="fgsm", target=target, eps=8 / 255)
-    peer = torchattacks.FGSM(_Normalized(teacher).eval(), eps=8 / 255)
+    peer = torchattacks.FGSM(RawInputModel(teacher).eval(), eps=8 / 255)
     peer.set_mode_targeted_by_label(quiet=True)
     torch.testing.assert_close(ours.adversarial, peer(x, target), atol=1e-6, rtol=0)
     assert ours.params["targeted"]

@@ -8,21 +8,16 @@ import torch.nn.functional as F
 from captum.attr import LayerGradCam, Occlusion
 from torch import nn
 
-from kdscope import Subject, zoo
+from kdscope import Subject
 from kdscope.explainers import METHODS, FunctionalReluError, explain, last_spatial_layer
 from kdscope.explainers.gradcam import layer_gradcam
+from kdscope.subject import RawInputModel
 from tests.conftest import assert_unchanged, parameters_snapshot
 
 
 @pytest.fixture(scope="module")
-def teacher(tiny_world):
-    from kdscope.train import TrainConfig, train
-
-    train_set, _ = tiny_world
-    model = zoo.build("resnet", 10, seed=0, width=4, blocks=1)
-    train(model, train_set, TrainConfig(epochs=2, lr=0.02), progress=False)
-    mean, std = train_set.channel_stats()
-    return Subject(model, name="teacher", mean=mean, std=std)
+def teacher(trained_tiny_teacher):
+    return trained_tiny_teacher
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +26,6 @@ def batch(tiny_world):
     return test_set.images(slice(0, 6)), test_set.targets(slice(0, 6))
 
 
-class _Normalized(nn.Module):
-    def __init__(self, subject: Subject) -> None:
-        super().__init__()
-        self.subject, self.model = subject, subject.model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.subject.normalize(x))
 
 
 def test_gradient_matches_finite_differences(teacher, batch):
@@ -85,7 +73,7 @@ def test_gradcam_matches_the_formula_and_captum(teacher, batch):
     with teacher.guard():
         ours = layer_gradcam(teacher, x, y, layer)
     module = dict(teacher.model.named_modules())[layer]
-    peer = LayerGradCam(_Normalized(teacher).eval(), module).attribute(x, target=y, relu_attributions=True)
+    peer = LayerGradCam(RawInputModel(teacher).eval(), module).attribute(x, target=y, relu_attributions=True)
     torch.testing.assert_close(ours, peer.detach(), atol=1e-6, rtol=1e-5)
     activation = {}
     handle = module.register_forward_hook(lambda _m, _i, out: activation.update(a=out))
@@ -102,7 +90,7 @@ def test_gradcam_matches_the_formula_and_captum(teacher, batch):
 def test_occlusion_matches_captum_and_a_one_patch_loop(teacher, batch):
     x, y = batch
     ours = explain(teacher, x, y, method="occlusion", patch=4, stride=2, baseline=0.5).maps
-    peer = Occlusion(_Normalized(teacher).eval()).attribute(x, sliding_window_shapes=(3, 4, 4), strides=(3, 2, 2),
+    peer = Occlusion(RawInputModel(teacher).eval()).attribute(x, sliding_window_shapes=(3, 4, 4), strides=(3, 2, 2),
                                                            baselines=0.5, target=y)
     torch.testing.assert_close(ours.expand_as(peer), peer, atol=1e-4, rtol=1e-4)
     total, count = torch.zeros(16, 16), torch.zeros(16, 16)

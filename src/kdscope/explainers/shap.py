@@ -10,22 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from captum.attr import GradientShap, ShapleyValueSampling
-from torch import nn
 
 from kdscope.explainers.base import Explanation, check_explain_inputs, frozen
-from kdscope.subject import Subject
-
-
-class _RawInput(nn.Module):
-    """The Subject as a function of raw images (normalisation inside), the form captum calls."""
-
-    def __init__(self, subject: Subject, use_twin: bool) -> None:
-        super().__init__()
-        self.subject, self.use_twin = subject, use_twin
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        module = self.subject.gradient_model if self.use_twin else self.subject.model
-        return module(self.subject.normalize(x))
+from kdscope.subject import RawInputModel, Subject
 
 
 def grid_superpixels(height: int, width: int, cell: int) -> torch.Tensor:
@@ -52,7 +39,7 @@ def gradient_shap(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, ba
             torch.manual_seed(seed)
             np.random.seed(seed)
             frozen(subject)
-            maps = GradientShap(_RawInput(subject, use_twin=True)).attribute(
+            maps = GradientShap(RawInputModel(subject, use_twin=True)).attribute(
                 x, baselines=baselines.to(x.device), target=target, n_samples=samples, stdevs=stdev)
     finally:
         np.random.set_state(numpy_state)
@@ -71,7 +58,7 @@ def superpixel_shap(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, 
     mask = grid_superpixels(x.shape[2], x.shape[3], cell).to(x.device)
     with subject.guard(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        values = ShapleyValueSampling(_RawInput(subject, use_twin=False)).attribute(
+        values = ShapleyValueSampling(RawInputModel(subject)).attribute(
             x, baselines=baseline, target=target, feature_mask=mask, n_samples=permutations,
             perturbations_per_eval=max(1, batch_size // len(x)))
     sizes = torch.bincount(mask.flatten()).float()[mask]
