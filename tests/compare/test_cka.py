@@ -1,0 +1,87 @@
+"""CKA: streaming equals the full Gram computation for any batch split, invariances, self-similarity, stability."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kdscope.compare.cka import CKAAccumulator, as_rows, gram_cka
+
+
+def _features(n: int = 60, dx: int = 7, dy: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dx, generator=generator, dtype=torch.float64)
+    y = x[:, :dy] @ torch.randn(dy, dy, generator=generator, dtype=torch.float64) + 0.5 * torch.randn(
+        n, dy, generator=generator, dtype=torch.float64)
+    return x, y
+
+
+def _streamed(x: torch.Tensor, y: torch.Tensor, cuts: list[int], debiased: bool) -> float:
+    accumulator = CKAAccumulator(debiased=debiased)
+    edges = [0, *sorted(set(cuts)), len(x)]
+    for start, stop in zip(edges, edges[1:]):
+        if stop > start:
+            accumulator.update(x[start:stop], y[start:stop])
+    return accumulator.value()
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(1, 59), max_size=6), debiased=st.booleans())
+def test_streaming_equals_the_full_gram_computation_for_any_split(cuts, debiased):
+    x, y = _features()
+    assert _streamed(x, y, cuts, debiased) == pytest.approx(gram_cka(x, y, debiased=debiased), abs=1e-6)
+
+
+@pytest.mark.parametrize("debiased", [True, False])
+def test_merge_equals_one_pass_even_with_other_shifts(debiased):
+    x, y = _features()
+    x, y = x + 50.0, y - 20.0
+    first = CKAAccumulator(debiased=debiased).update(x[:25], y[:25])
+    second = CKAAccumulator(debiased=debiased).update(x[25:] * 1.0 + 0.0, y[25:])
+    assert not torch.equal(first.shift_x, second.shift_x)
+    one_pass = CKAAccumulator(debiased=debiased).update(x, y).value()
+    assert first.merge(second).value() == pytest.approx(one_pass, abs=1e-9)
+
+
+def test_merge_into_an_empty_accumulator():
+    x, y = _features()
+    assert CKAAccumulator().merge(CKAAccumulator().update(x, y)).value() == pytest.approx(
+        CKAAccumulator().update(x, y).value(), abs=1e-12)
+
+
+@pytest.mark.parametrize("debiased", [True, False])
+def test_invariant_to_orthogonal_maps_and_isotropic_scaling_not_to_general_invertible_maps(debiased):
+    x, y = _features()
+    base = CKAAccumulator(debiased=debiased).update(x, y).value()
+    orthogonal, _ = torch.linalg.qr(torch.randn(7, 7, generator=torch.Generator().manual_seed(1),
+                                                dtype=torch.float64))
+    assert CKAAccumulator(debiased=debiased).update(3.7 * x @ orthogonal, y).value() == pytest.approx(base,
+                                                                                                    abs=1e-9)
+    skew = torch.diag(torch.tensor([1, 10, 0.1, 5, 1, 0.3, 2], dtype=torch.float64))
+    assert abs(CKAAccumulator(debiased=debiased).update(x @ skew, y).value() - base) > 1e-3
+
+
+@pytest.mark.parametrize("debiased", [True, False])
+def test_a_representation_is_identical_to_itself(debiased):
+    x, _ = _features()
+    assert CKAAccumulator(debiased=debiased).update(x, x).value() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_no_nan_with_large_offsets_in_float32_features():
+    x, y = _features()
+    offset_x, offset_y = (x + 1e4).float(), (y - 3e4).float()
+    value = CKAAccumulator().update(offset_x[:30], offset_y[:30]).update(offset_x[30:], offset_y[30:]).value()
+    assert value == pytest.approx(CKAAccumulator().update(x, y).value(), abs=1e-3)
+
+
+def test_rbf_cka_of_a_representation_with_itself_is_one_and_rows_are_explicit():
+    x, _ = _features()
+    assert gram_cka(x, x, kernel="rbf") == pytest.approx(1.0, abs=1e-12)
+    maps = torch.randn(4, 3, 5, 5)
+    assert as_rows(maps, "mean").shape == (4, 3) and as_rows(maps, "flatten").shape == (4, 75)
+    with pytest.raises(ValueError, match="at least 4 images"):
+        CKAAccumulator().update(x[:3], x[:3]).value()
+    with pytest.raises(ValueError, match="one row per image"):
+        CKAAccumulator().update(x[:3], x[:4])
