@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_explainers.py --only timing
 	$(BIN)/python bench/bench_explainers.py --only sanity
 	$(BIN)/python bench/bench_explainers.py --only pointing
+	$(BIN)/python bench/bench_cka.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -85,3 +85,22 @@ def test_rbf_cka_of_a_representation_with_itself_is_one_and_rows_are_explicit():
         CKAAccumulator().update(x[:3], x[:3]).value()
     with pytest.raises(ValueError, match="one row per image"):
         CKAAccumulator().update(x[:3], x[:4])
+
+
+def test_layer_grid_of_a_model_with_itself(tiny_world, trained_tiny_teacher):
+    from kdscope.compare import cka_grid
+
+    _, test_set = tiny_world
+    layers = ["stem", "layer1", "layer3"]
+    grid = cka_grid(trained_tiny_teacher, trained_tiny_teacher, test_set, layers, layers, batch_size=32)
+    for i in range(3):
+        assert grid.values[i][i] == pytest.approx(1.0, abs=1e-9)
+        assert abs(grid.control[i][i]) < 0.2
+    taps = {}
+    with torch.no_grad(), trained_tiny_teacher.capture(layers) as captured:
+        trained_tiny_teacher.logits(test_set.images())
+        taps.update(captured)
+    direct = CKAAccumulator().update(as_rows(taps["stem"]), as_rows(taps["layer3"])).value()
+    assert grid.values[0][2] == pytest.approx(direct, abs=1e-9)
+    with pytest.raises(KeyError, match="no layer"):
+        cka_grid(trained_tiny_teacher, trained_tiny_teacher, test_set, ["nope"], layers)

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from kdscope.data.imageset import ImageSet
+from kdscope.subject import Subject
+
 
 def as_rows(features: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
     """(N, ...) activations -> (N, D) float64 rows: 'mean' averages conv maps over space, 'flatten' keeps every
@@ -192,3 +195,54 @@ def _unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E
     ones = torch.ones(n, dtype=k.dtype)
     return ((k * l).sum() + (ones @ k @ ones) * (ones @ l @ ones) / ((n - 1) * (n - 2))
             - 2 / (n - 2) * (ones @ k @ l @ ones)) / (n * (n - 3))
+
+
+MAX_FEATURE_DIMENSION = 8192
+
+
+@dataclass
+class CKAGrid:
+    """Layer x layer CKA between two Subjects, and the shuffled-pairing control (images paired at random, which
+    should give about 0 with the debiased estimator)."""
+
+    rows: list[str]
+    columns: list[str]
+    values: list[list[float]]
+    control: list[list[float]]
+    reduce: str
+    debiased: bool
+    images: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@torch.no_grad()
+def cka_grid(first: Subject, second: Subject, data: ImageSet, first_layers: list[str], second_layers: list[str], *,
+             reduce: str = "mean", debiased: bool = True, batch_size: int = 256, seed: int = 0) -> CKAGrid:
+    """Tap every chosen layer of both Subjects in one pass over `data`; conv maps are averaged over space
+    (`reduce='mean'`) or flattened. The control pairs each image's first-model features with another image's
+    second-model features (a seeded permutation within each batch)."""
+    for subject, layers in ((first, first_layers), (second, second_layers)):
+        for layer in layers:
+            subject.layer(layer)
+    grid = [[CKAAccumulator(debiased=debiased) for _ in second_layers] for _ in first_layers]
+    control = [[CKAAccumulator(debiased=debiased) for _ in second_layers] for _ in first_layers]
+    generator = torch.Generator().manual_seed(seed)
+    for x, _ in data.batches(batch_size):
+        with first.capture(first_layers) as taps_a, second.capture(second_layers) as taps_b:
+            first.logits(x)
+            second.logits(x)
+        rows_a = [as_rows(taps_a[name], reduce).cpu() for name in first_layers]
+        rows_b = [as_rows(taps_b[name], reduce).cpu() for name in second_layers]
+        for rows in rows_a + rows_b:
+            if rows.shape[1] > MAX_FEATURE_DIMENSION:
+                raise ValueError(f"{rows.shape[1]} features per image: feature-space CKA would hold a "
+                                 f"{rows.shape[1]}^2 matrix; use reduce='mean' or gram_cka on a subset")
+        permutation = torch.randperm(len(x), generator=generator)
+        for i, a in enumerate(rows_a):
+            for j, b in enumerate(rows_b):
+                grid[i][j].update(a, b)
+                control[i][j].update(a, b[permutation])
+    return CKAGrid(list(first_layers), list(second_layers), [[c.value() for c in row] for row in grid],
+                   [[c.value() for c in row] for row in control], reduce, debiased, len(data))
