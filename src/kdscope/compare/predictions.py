@@ -1,0 +1,55 @@
+"""Do two models decide alike, and how well calibrated is each? Top-1 agreement, KL and JS between output
+distributions, per-class accuracy, expected calibration error; each with a bootstrap interval over images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from kdscope.data.imageset import ImageSet
+from kdscope.stats import bootstrap_ci
+from kdscope.subject import Subject
+
+
+@torch.no_grad()
+def probabilities(subject: Subject, data: ImageSet, batch_size: int = 256) -> torch.Tensor:
+    return torch.cat([subject.logits(x).float().softmax(1).cpu() for x, _ in data.batches(batch_size)])
+
+
+def agreement(first: torch.Tensor, second: torch.Tensor) -> dict[str, tuple[float, float, float]]:
+    """Top-1 agreement, KL(first || second) and Jensen-Shannon divergence (nats) from two (N, K) probability
+    matrices, as (mean, low, high)."""
+    p, q = first.double().clamp(min=1e-12), second.double().clamp(min=1e-12)
+    middle = (p + q) / 2
+    kl = (p * (p / q).log()).sum(1)
+    js = 0.5 * (p * (p / middle).log()).sum(1) + 0.5 * (q * (q / middle).log()).sum(1)
+    same = (first.argmax(1) == second.argmax(1)).double()
+    return {name: bootstrap_ci(values.numpy()) for name, values in (("top1_agreement", same), ("kl", kl), ("js", js))}
+
+
+def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> dict[int, float]:
+    correct = (probs.argmax(1) == labels).double()
+    return {int(c): float(correct[labels == c].mean()) for c in labels.unique()}
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """sum_b |B_b| / N * |accuracy(B_b) - confidence(B_b)| over equal-width confidence bins (Guo et al. 2017)."""
+    return float(_ece(np.column_stack([probs.max(1).values.double().numpy(),
+                                       (probs.argmax(1) == labels).double().numpy()]), bins))
+
+
+def ece_with_interval(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> tuple[float, float, float]:
+    rows = np.column_stack([probs.max(1).values.double().numpy(), (probs.argmax(1) == labels).double().numpy()])
+    return bootstrap_ci(rows, lambda sample: _ece(sample, bins))
+
+
+def _ece(rows: np.ndarray, bins: int) -> float:
+    confidence, correct = rows[:, 0], rows[:, 1]
+    edges = np.linspace(0, 1, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return total
