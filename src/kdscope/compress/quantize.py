@@ -81,8 +81,8 @@ def quantize(
     if config.mode == "bf16":
         return _to_bf16(subject, model, config, eval_data or calibration, calibration, out, name)
     example = subject.normalize(calibration.images(slice(0, 2)).to(subject.device))
+    qat_train = (qat_train or TrainConfig(epochs=2, lr=0.005, warmup_epochs=0)) if config.mode == "qat" else None
     if config.mode == "qat":
-        qat_train = qat_train or TrainConfig(epochs=2, lr=0.005, warmup_epochs=0)
         prepared = backend.prepare(model, example, qat=True)
         mean, std = normalisation(subject)
         train(prepared, data, qat_train, mean=mean, std=std, progress=progress, name=name, role="quantized")
@@ -100,7 +100,8 @@ def quantize(
     lineage = Lineage(name=name, parent=subject.name, method=f"quantize:int8_{config.mode}",
                       hyperparameters={"quantize": asdict(config),
                                        "qat_train": asdict(qat_train) if qat_train is not None else None},
-                      data=calibration.description, seed=qat_train.seed if qat_train is not None else 0,
+                      data=(data if qat_train is not None else calibration).description,
+                      seed=qat_train.seed if qat_train is not None else 0,
                       metrics=int8_metrics(int8, subject, reference, eval_data or calibration))
     int8.metadata["lineage"] = lineage.to_dict()
     if out is not None:
