@@ -2,14 +2,13 @@
 Shapley value sampling over superpixels, which needs only forward passes and so explains an int8 model directly.
 
 Permutation sampling satisfies efficiency exactly: every sampled order's marginal contributions sum to
-f(x) - f(baseline), so their average does too.
+f(x) - f(baseline), so their average does too. captum is imported when a SHAP method runs, not with kdscope.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from captum.attr import GradientShap, ShapleyValueSampling
 
 from kdscope.explainers.base import Explanation, check_explain_inputs, frozen
 from kdscope.subject import RawInputModel, Subject
@@ -33,6 +32,8 @@ def gradient_shap(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, ba
     x = x.to(subject.device)
     if baselines is None:
         baselines = torch.stack([torch.full_like(x[0], v) for v in (0.0, 0.5, 1.0)])
+    from captum.attr import GradientShap
+
     numpy_state = np.random.get_state()
     try:
         with subject.guard(), torch.random.fork_rng(devices=[]):
@@ -53,6 +54,8 @@ def superpixel_shap(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, 
                     seed: int = 0) -> Explanation:
     """Shapley values of square superpixels (all channels together) by permutation sampling; each pixel carries its
     superpixel's value divided by the superpixel's size, so a map sums to f(x) - f(baseline)."""
+    from captum.attr import ShapleyValueSampling
+
     target = check_explain_inputs(subject, x, target)
     x = x.to(subject.device)
     mask = grid_superpixels(x.shape[2], x.shape[3], cell).to(x.device)
