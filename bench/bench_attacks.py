@@ -119,7 +119,8 @@ def carlini_wagner_peers(n: int = 64, steps: int = 100, binary_steps: int = 5) -
                                        "torchattacks": torchattacks.__version__}}
 
 
-def compressed_models(recipe: DemoRecipe, teacher: Subject, train_data, test_data) -> list[Subject]:
+def compressed_models(recipe: DemoRecipe, teacher: Subject, train_data, test_data, *,
+                      unrelated: bool = True) -> list[Subject]:
     """The KD student and its independent control (demo student recipe), a pruned and an int8 teacher, and an
     unrelated model (a VGG trained from scratch on the same data) for the control comparison."""
     student_spec = next(m for m in recipe.models if m.role == "independent_student")
@@ -129,13 +130,15 @@ def compressed_models(recipe: DemoRecipe, teacher: Subject, train_data, test_dat
                    fine_tune=TrainConfig(epochs=10, lr=0.01, warmup_epochs=0,
                                          augment=student_spec.config.augment)).subject
     int8 = quantize(teacher, train_data, QuantizeConfig(), eval_data=test_data, progress=False).subject
+    kd.student.name, kd.independent.name = "kd_student", "independent"
+    if not unrelated:
+        return [teacher, kd.student, kd.independent, pruned, int8]
     unrelated_model = zoo.build("vgg", 10, seed=7, width=16)
     mean, std = train_data.channel_stats()
     train(unrelated_model, train_data, dataclasses.replace(student_spec.config, seed=7), mean=mean, std=std,
           progress=False)
-    unrelated = Subject(unrelated_model, name="unrelated_vgg", role="other", mean=mean, std=std)
-    kd.student.name, kd.independent.name = "kd_student", "independent"
-    return [teacher, kd.student, kd.independent, pruned, int8, unrelated]
+    vgg = Subject(unrelated_model, name="unrelated_vgg", role="other", mean=mean, std=std)
+    return [teacher, kd.student, kd.independent, pruned, int8, vgg]
 
 
 def transfer(n: int = 1000, eps: float = 4 / 255) -> dict:
