@@ -26,6 +26,9 @@ def test_audit_fills_every_stage_and_round_trips(subjects, tiny_world):
     results = audit(subjects, tiny_world[1], PLAN, progress=False)
     assert set(results.stages) == set(PLAN.stages)
     assert results.stages["predictions"]["control"] == "alone"
+    teacher = results.stages["predictions"]["models"]["teacher"]
+    accuracy = teacher["per_class_accuracy"]
+    assert accuracy[str(teacher["hardest_classes"][0])] == min(accuracy.values())
     assert set(results.stages["cka"]["grids"]) == {"kd", "alone"}
     assert "ojha" in results.stages["cams"]
     assert results.stages["attacks"]["matrices"][0]["models"] == ["teacher", "kd", "alone"]

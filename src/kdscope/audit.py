@@ -146,9 +146,12 @@ def _predictions(context: _Context) -> dict:
     for subject in context.subjects:
         probabilities = context.forward(subject)["probabilities"]
         correct = (probabilities.argmax(1) == y).double().numpy()
+        classes = per_class_accuracy(probabilities, y)
+        ranked = sorted(classes, key=lambda c: (classes[c], c))
         per_model[subject.name] = {"accuracy": bootstrap_ci(correct),
                                    "ece": ece_with_interval(probabilities, y),
-                                   "per_class_accuracy": per_class_accuracy(probabilities, y)}
+                                   "per_class_accuracy": classes,
+                                   "hardest_classes": ranked[:3], "easiest_classes": ranked[::-1][:3]}
     teacher = context.forward(context.teacher)["probabilities"]
     versus = {s.name: agreement(teacher, context.forward(s)["probabilities"]) for s in context.others}
     return {"models": per_model, "versus_teacher": versus, "teacher": context.teacher.name,
