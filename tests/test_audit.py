@@ -30,6 +30,9 @@ def test_audit_fills_every_stage_and_round_trips(subjects, tiny_world):
     accuracy = teacher["per_class_accuracy"]
     assert accuracy[str(teacher["hardest_classes"][0])] == min(accuracy.values())
     assert set(results.stages["cka"]["grids"]) == {"kd", "alone"}
+    grid = results.stages["cka"]["grids"]["kd"]
+    assert grid["rows"] == ["stem", "layer1", "layer2", "layer3"]
+    assert grid["columns"] == ["features.0", "features.6", "features.13", "features.19"]
     assert "ojha" in results.stages["cams"]
     assert results.stages["attacks"]["matrices"][0]["models"] == ["teacher", "kd", "alone"]
     again = Results.from_json(results.to_json())

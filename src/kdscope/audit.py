@@ -123,18 +123,28 @@ class _Context:
 
 
 def _auto_layers(subject: Subject, x: torch.Tensor, count: int = 4) -> list[str]:
-    """Up to `count` evenly spaced modules with spatial outputs, outermost names first (a block, not its ReLU)."""
-    finished: list[tuple[str, tuple]] = []
+    """Up to `count` evenly spaced modules with spatial outputs, at the outermost level that has more than one
+    (a ResNet's stages; a plain CNN's layers inside its single `features` block)."""
+    shapes: dict[str, tuple] = {}
     handles = [module.register_forward_hook(
-        lambda _m, _i, out, name=name: finished.append((name, tuple(getattr(out, "shape", ())))))
-        for name, module in subject.model.named_children()]
+        lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(getattr(out, "shape", ()))))
+        for name, module in subject.model.named_modules() if name]
     try:
         with torch.no_grad():
             subject.logits(x)
     finally:
         for handle in handles:
             handle.remove()
-    spatial = [name for name, shape in finished if len(shape) == 4 and shape[2] * shape[3] > 1]
+    modules = dict(subject.model.named_modules())
+    prefix, spatial = "", []
+    while True:
+        children = [f"{prefix}{name}" for name, _ in modules[prefix.rstrip(".")].named_children()] if prefix \
+            else [name for name, _ in subject.model.named_children()]
+        spatial = [name for name in children if len(shapes.get(name, ())) == 4 and
+                   shapes[name][2] * shapes[name][3] > 1]
+        if len(spatial) != 1 or not list(modules[spatial[0]].children()):
+            break
+        prefix = f"{spatial[0]}."
     if len(spatial) <= count:
         return spatial
     return [spatial[round(i * (len(spatial) - 1) / (count - 1))] for i in range(count)]
