@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_explainers.py --only sanity
 	$(BIN)/python bench/bench_explainers.py --only pointing
 	$(BIN)/python bench/bench_cka.py
+	$(BIN)/python bench/bench_audit.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -45,7 +45,7 @@ def explain_command(reference: str, data_spec: str, methods: str, n: int, image_
     """Explain each image's true class with every method; writes OUT/explanations.png and OUT/explanations.json."""
     from kdscope.explainers import explain
     from kdscope.explainers.display import normalize_maps
-    from kdscope.explainers.sanity import localisation
+    from kdscope.explainers.sanity import localisation_of
     from kdscope.loading import load_subject
 
     chosen = _methods(methods)
@@ -62,7 +62,7 @@ def explain_command(reference: str, data_spec: str, methods: str, n: int, image_
             columns.append([_tile(x[i], scaled[i]) for i in range(len(x))])
             entry = {"produced_by": explanation.produced_by, "params": explanation.params}
             if data.masks is not None:
-                scores = localisation(subject, x, y, torch.from_numpy(data.masks), method=method)
+                scores = localisation_of(explanation.maps_2d, torch.from_numpy(data.masks))
                 entry.update({k: list(v) for k, v in scores.items()})
             report["methods"][method] = entry
     except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as error:

@@ -185,6 +185,10 @@ def localisation(subject: Subject, x: torch.Tensor, target: torch.Tensor, masks:
     masks = torch.as_tensor(masks)
     if masks.shape != (len(x), *x.shape[2:]):
         raise ValueError(f"masks must be (N, H, W) = {(len(x), *x.shape[2:])}, got {tuple(masks.shape)}")
-    maps = explain(subject, x, target, method=method, **params).maps_2d
+    return localisation_of(explain(subject, x, target, method=method, **params).maps_2d, masks)
+
+
+def localisation_of(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, tuple[float, float, float]]:
+    """Pointing game and relevance mass of (N, H, W) maps already computed, with 95% bootstrap intervals."""
     return {"pointing_game": bootstrap_ci(pointing_game(maps, masks).astype(float)),
             "relevance_mass": bootstrap_ci(relevance_mass(maps, masks))}
