@@ -2,7 +2,8 @@
 Subject, with the independent student as the control wherever a statistic has one.
 
 Each model's forward pass over the audit images (probabilities and the feature taps CKA needs) runs once and is
-shared by the stages that use it. Every finished stage is written to `cache/STAGE.json` atomically, keyed by the
+shared by the stages that use it, and so does each model's map per explainer (Grad-CAM serves both the agreement
+and the localisation stages). Every finished stage is written to `cache/STAGE.json` atomically, keyed by the
 plan, the models and the images, so an interrupted audit resumes where it stopped without recomputing finished
 stages and gives the same Results.
 """
@@ -20,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from kdscope.checkpoint import atomic_write
-from kdscope.compare.cams import cam_agreement, ojha_statistic
+from kdscope.compare.cams import closer_share, map_agreement
 from kdscope.compare.cka import CKAAccumulator, as_rows
 from kdscope.compare.predictions import agreement, ece_with_interval, per_class_accuracy
 from kdscope.data.imageset import ImageSet
@@ -92,6 +93,7 @@ class _Context:
         self.distilled = next((s for s in subjects if s.role == "student"), None)
         self.independent = next((s for s in subjects if s.role == "independent_student"), None)
         self._forward: dict[str, dict] = {}
+        self._maps: dict[tuple[str, str], torch.Tensor] = {}
 
     def key(self, stage: str) -> str:
         fingerprint = {"stage": stage, "plan": _plain(asdict(self.plan)), "models": [s.name for s in self.subjects],
@@ -112,6 +114,15 @@ class _Context:
             self._forward[subject.name] = {"probabilities": torch.cat(probabilities),
                                            "features": {k: torch.cat(v) for k, v in features.items()}}
         return self._forward[subject.name]
+
+    def maps(self, subject: Subject, method: str) -> torch.Tensor:
+        """(N, H, W) maps of the ground-truth classes, computed once per model and method for every stage."""
+        from kdscope.explainers import explain
+
+        key = (subject.name, method)
+        if key not in self._maps:
+            self._maps[key] = explain(subject, self.x, self.y, method=method).maps_2d.detach().cpu()
+        return self._maps[key]
 
     def cka_layers(self, subject: Subject) -> list[str]:
         chosen = self.plan.cka_layers.get(subject.name, "auto")
@@ -186,16 +197,17 @@ def _cka(context: _Context) -> dict:
 
 
 def _cams(context: _Context) -> dict:
-    x, y = context.x, context.y
-    result = {"agreement": {s.name: cam_agreement(context.teacher, s, x, y) for s in context.others
-                            if s.twin is None}}
+    teacher = context.maps(context.teacher, "gradcam")
+    result = {"agreement": {s.name: map_agreement(teacher, context.maps(s, "gradcam")) for s in context.others}}
     if context.distilled is not None and context.independent is not None:
-        result["ojha"] = ojha_statistic(context.teacher, context.distilled, context.independent, x, y)
+        shares = closer_share(teacher, context.maps(context.distilled, "gradcam"),
+                              context.maps(context.independent, "gradcam"))
+        result["ojha"] = {"distilled_closer": bootstrap_ci(shares)}
     return result
 
 
 def _explanations(context: _Context) -> dict:
-    from kdscope.explainers.sanity import localisation
+    from kdscope.explainers.sanity import localisation_of
 
     if context.images.masks is None:
         return {"skipped": "the data has no object masks"}
@@ -205,7 +217,7 @@ def _explanations(context: _Context) -> dict:
         result[subject.name] = {}
         for method in context.plan.explainers:
             try:
-                result[subject.name][method] = localisation(subject, context.x, context.y, masks, method=method)
+                result[subject.name][method] = localisation_of(context.maps(subject, method), masks)
             except (ValueError, TypeError) as error:
                 result[subject.name][method] = {"error": str(error)}
     return result

@@ -45,7 +45,11 @@ def gradcam_maps(subject: Subject, x: torch.Tensor, y: torch.Tensor, layer: str 
 def cam_agreement(first: Subject, second: Subject, x: torch.Tensor, y: torch.Tensor, *,
                   fraction: float = 0.2) -> dict[str, tuple[float, float, float]]:
     """Mean cosine, Spearman and top-k% IoU between two models' Grad-CAM maps, with 95% bootstrap intervals."""
-    a, b = gradcam_maps(first, x, y), gradcam_maps(second, x, y)
+    return map_agreement(gradcam_maps(first, x, y), gradcam_maps(second, x, y), fraction)
+
+
+def map_agreement(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.2) -> dict[str, tuple[float, float, float]]:
+    """`cam_agreement` from (N, H, W) maps already computed."""
     return {"cosine": bootstrap_ci(cosine(a, b)), "spearman": bootstrap_ci(spearman(a, b)),
             f"top{round(fraction * 100)}_iou": bootstrap_ci(top_k_iou(a, b, fraction))}
 
