@@ -153,7 +153,12 @@ def test_transfer_matrix_diagonal_is_white_box(teacher, batch, tiny_world):
     assert len(result.cells) == 4 and result.rounded_to_8bit
     diagonal = result.cell("teacher", "teacher")
     assert diagonal.unconditional[0] == pytest.approx(1.0) or math.isnan(diagonal.unconditional[0])
-    assert 0.0 <= result.white_box_success["teacher"] <= 1.0
+    adversarial = torch.round(run(teacher, x, y, attack="fgsm", eps=8 / 255).adversarial * 255) / 255
+    other_fooled = (other.predict(adversarial) != y).numpy()
+    teacher_fooled = (teacher.predict(adversarial) != y).numpy()
+    assert result.white_box_success["teacher"] == pytest.approx(teacher_fooled.mean())
+    expected = (teacher_fooled & other_fooled).sum() / max(teacher_fooled.sum(), 1)
+    assert result.cell("teacher", "other").unconditional[0] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("params, message", [({"eps": -0.1}, "eps must be >= 0"),
