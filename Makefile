@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/kdscope demo
 
 test: $(STAMP)
+	sh scripts/ensure-chromium
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
 

@@ -15,7 +15,7 @@ from kdscope import zoo
 from kdscope.checkpoint import library_versions
 from kdscope.compress import DistillConfig, distill
 from kdscope.data import probeworld
-from kdscope.demo import DemoRecipe, run_demo
+from kdscope.demo import DemoRecipe, train_models
 from kdscope.loading import load_subject
 from kdscope.stats import bootstrap_ci
 
@@ -25,7 +25,7 @@ SEEDS = (0, 1, 2)
 
 def main() -> None:
     recipe = DemoRecipe()
-    run_demo("runs/demo", progress=False, recipe=recipe)
+    train_models("runs/demo", progress=False, recipe=recipe)
     teacher = load_subject("runs/demo/teacher.pt")
     student_spec = next(m for m in recipe.models if m.role == "independent_student")
     train_data = probeworld(recipe.train_images, split="train", seed=recipe.seed)

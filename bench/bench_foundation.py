@@ -21,7 +21,7 @@ import torch
 from kdscope import zoo
 from kdscope.checkpoint import library_versions
 from kdscope.data.probeworld import ProbeWorldSpec, _apply_variant, _render, _sample_scene, generate
-from kdscope.demo import DemoRecipe, accuracy_gap, run_demo
+from kdscope.demo import DemoRecipe, accuracy_gap, train_models
 
 RESULTS = Path(__file__).parent / "results" / "foundation.json"
 
@@ -73,7 +73,7 @@ def demo_runs(seeds: tuple[int, ...] = (0, 1)) -> list[dict]:
         models = tuple(dataclasses.replace(m, config=dataclasses.replace(m.config, seed=seed)) for m in base.models)
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
-            summary = run_demo(out, fresh=True, progress=False, recipe=dataclasses.replace(base, models=models))
+            summary = train_models(out, fresh=True, progress=False, recipe=dataclasses.replace(base, models=models))
             wall = time.perf_counter() - start
         gap = accuracy_gap(summary["teacher"], summary["student_alone"])
         rows.append({

@@ -17,7 +17,7 @@ from kdscope.compress.bf16 import Bf16Model
 from kdscope.compress.quant_backend import CompiledInt8, warm_up
 from kdscope.compress.quantize import QuantizeConfig, quantize
 from kdscope.data import probeworld
-from kdscope.demo import DemoRecipe, run_demo
+from kdscope.demo import DemoRecipe, train_models
 from kdscope.loading import load_subject
 from kdscope.stats import bootstrap_ci
 from timing import interleaved_ms
@@ -49,7 +49,7 @@ def _percent(value: float | None) -> str:
 def main() -> None:
     torch.set_num_threads(2)
     recipe = DemoRecipe()
-    run_demo("runs/demo", progress=False, recipe=recipe)
+    train_models("runs/demo", progress=False, recipe=recipe)
     train_data = probeworld(recipe.train_images, split="train", seed=recipe.seed)
     test_data = probeworld(recipe.test_images, split="test", seed=recipe.seed)
     targets = test_data.targets().numpy()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from kdscope import ImageSet, Subject
 from kdscope.data import probeworld
-from kdscope.demo import DemoRecipe, run_demo
+from kdscope.demo import DemoRecipe, train_models
 from kdscope.loading import load_subject
 
 
 def demo_setting(device: str = "cpu") -> tuple[DemoRecipe, Subject, ImageSet, ImageSet]:
     """(recipe, teacher on `device`, train set, test set); trains the demo models first if they are not cached."""
     recipe = DemoRecipe()
-    run_demo("runs/demo", progress=False, recipe=recipe)
+    train_models("runs/demo", progress=False, recipe=recipe)
     loaded = load_subject("runs/demo/teacher.pt")
     teacher = Subject(loaded.model.to(device), name="teacher", role="teacher", mean=loaded.mean.flatten().tolist(),
                       std=loaded.std.flatten().tolist(), class_names=loaded.class_names, metadata=loaded.metadata)

@@ -53,3 +53,31 @@ def assert_unchanged(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> Non
     assert state.keys() == snapshot.keys()
     for key, value in snapshot.items():
         assert torch.equal(state[key], value), f"{key} changed"
+
+
+def tiny_demo_recipe():
+    """The demo's whole loop at toy size: every step and every audit stage runs, in seconds."""
+    from kdscope.audit import Plan
+    from kdscope.augment import Augment
+    from kdscope.compress.quantize import QuantizeConfig
+    from kdscope.demo import DemoModel, DemoRecipe
+    from kdscope.train import TrainConfig
+
+    config = TrainConfig(epochs=1, batch_size=64, augment=Augment.colour_jitter())
+    return DemoRecipe(
+        train_images=256, test_images=64,
+        models=(DemoModel("teacher", "teacher", "resnet", {"width": 4, "blocks": 1}, config),
+                DemoModel("student_alone", "independent_student", "student", {"width": 2}, config)),
+        prune_fine_tune=TrainConfig(epochs=1, batch_size=64, lr=0.01, warmup_epochs=0),
+        quantize=QuantizeConfig(calibration_images=64),
+        plan=Plan(images=24, robust_images=8, robust_eps=(4 / 255, 8 / 255), gallery_images=3,
+                  attacks=({"attack": "fgsm", "eps": 8 / 255},)))
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory, _private_cache):
+    """One run of the whole demo loop (train, distil, prune, int8, audit, report) shared by the report tests."""
+    from kdscope.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(out, progress=False, recipe=tiny_demo_recipe())

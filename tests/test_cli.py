@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from kdscope import __version__, demo
 from kdscope.cli import main
 from kdscope.data import VARIANTS
-from tests.test_demo import _tiny_recipe
+from tests.conftest import tiny_demo_recipe
 
 
 def test_version():
@@ -42,12 +42,15 @@ def test_train_bad_data_is_a_usage_error(tmp_path):
     assert result.exit_code == 2 and "unknown data" in result.output
 
 
-def test_demo_prints_the_accuracy_table(tmp_path, monkeypatch):
-    recipe = _tiny_recipe()
-    monkeypatch.setattr(demo, "DemoRecipe", lambda: recipe)
-    result = CliRunner().invoke(main, ["demo", "--quiet", "--out", str(tmp_path)])
+def test_demo_prints_the_models_the_findings_and_the_report_path(tiny_demo, monkeypatch):
+    monkeypatch.setitem(demo.PROFILES, "quick", tiny_demo_recipe)
+    out = tiny_demo.html.parent.parent
+    result = CliRunner().invoke(main, ["demo", "--quiet", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "teacher" in result.output and "student_alone" in result.output and "%" in result.output
+    for name in ("teacher", "kd_student", "student_alone", "teacher_pruned80", "teacher_int8", "Findings:"):
+        assert name in result.output
+    assert "reused from cache: teacher, student_alone, kd_student" in result.output
+    assert result.output.strip().endswith(str(tiny_demo.html.resolve()))
 
 
 def test_evaluate_loads_a_checkpoint_and_refuses_untrusted_pickles(tmp_path):

@@ -14,9 +14,9 @@ def _tiny_recipe() -> demo.DemoRecipe:
 
 
 def test_demo_trains_then_reuses_matching_checkpoints(tmp_path):
-    first = demo.run_demo(tmp_path, progress=False, recipe=_tiny_recipe())
+    first = demo.train_models(tmp_path, progress=False, recipe=_tiny_recipe())
     assert set(first) == {"teacher", "student_alone"} and not any(r["cached"] for r in first.values())
-    second = demo.run_demo(tmp_path, progress=False, recipe=_tiny_recipe())
+    second = demo.train_models(tmp_path, progress=False, recipe=_tiny_recipe())
     assert all(r["cached"] for r in second.values())
     for name in first:
         assert second[name]["accuracy"] == pytest.approx(first[name]["accuracy"])
@@ -24,6 +24,6 @@ def test_demo_trains_then_reuses_matching_checkpoints(tmp_path):
     changed = _tiny_recipe()
     changed = demo.DemoRecipe(train_images=changed.train_images, test_images=changed.test_images, seed=1,
                               models=changed.models)
-    assert not any(r["cached"] for r in demo.run_demo(tmp_path, progress=False, recipe=changed).values())
-    assert not any(r["cached"] for r in demo.run_demo(tmp_path, progress=False, fresh=True,
+    assert not any(r["cached"] for r in demo.train_models(tmp_path, progress=False, recipe=changed).values())
+    assert not any(r["cached"] for r in demo.train_models(tmp_path, progress=False, fresh=True,
                                                       recipe=_tiny_recipe()).values())

@@ -12,35 +12,41 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from kdscope import __version__
+from kdscope.audit_stages import STAGE_FUNCTIONS
 from kdscope.checkpoint import atomic_write
-from kdscope.compare.cams import closer_share, map_agreement
-from kdscope.compare.cka import CKAAccumulator, as_rows
-from kdscope.compare.predictions import agreement, ece_with_interval, per_class_accuracy
+from kdscope.compare.cka import as_rows
+from kdscope.compress.lineage import cpu_latency_ms, state_dict_bytes
 from kdscope.data.imageset import ImageSet
 from kdscope.results import Results
-from kdscope.stats import bootstrap_ci
 from kdscope.subject import Subject
 
-STAGES = ("predictions", "cka", "cams", "explanations", "attacks", "sanity")
+HOOKED_METHODS = ("gradcam", "guided_gradcam")
+STAGES = ("predictions", "cka", "cams", "explanations", "gallery", "attacks", "probes", "sanity")
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What runs: how many images, which explainers (localisation when the data has masks), which attacks (each a
-    dict of `run` arguments), CKA layers per model name ('auto': up to four spatial layers), the sanity checks."""
+    """What runs: how many images, which explainers (localisation when the data has masks; the gallery shows the
+    first `gallery_images`), which attacks (each a dict of `run` arguments; the first with an eps also draws robust
+    accuracy curves at `robust_eps` on `robust_images`), CKA layers per model name ('auto': up to four spatial
+    layers), the sanity checks."""
 
     images: int = 256
-    stages: tuple[str, ...] = ("predictions", "cka", "cams", "explanations", "attacks")
+    stages: tuple[str, ...] = STAGES
     explainers: tuple[str, ...] = ("gradcam", "gradient")
     attacks: tuple[dict, ...] = ({"attack": "pgd", "eps": 4 / 255, "steps": 10},)
+    robust_eps: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+    robust_images: int = 128
+    gallery_images: int = 6
     cka_layers: dict = field(default_factory=dict)
     sanity_methods: tuple[str, ...] = ("gradient", "gradcam")
     seed: int = 0
@@ -51,6 +57,30 @@ class Plan:
             raise ValueError(f"unknown audit stages {unknown}; choose from {STAGES}")
         if self.images < 4:
             raise ValueError(f"an audit needs at least 4 images, got {self.images}")
+        if any(eps <= 0 for eps in self.robust_eps) or self.robust_images < 1 or self.gallery_images < 0:
+            raise ValueError("robust_eps must be positive, robust_images >= 1 and gallery_images >= 0")
+        from kdscope.attacks import ATTACKS
+        from kdscope.explainers import METHODS
+
+        for config in self.attacks:
+            if not isinstance(config, dict) or config.get("attack") not in ATTACKS:
+                raise ValueError(f"each attack is a table with an 'attack' name from {sorted(ATTACKS)} and its "
+                                 f"parameters, got {config!r}")
+        unknown = [m for m in (*self.explainers, *self.sanity_methods) if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown explainers {unknown}; choose from {sorted(METHODS)}")
+
+    @classmethod
+    def from_mapping(cls, values: dict) -> Plan:
+        """A Plan from a parsed TOML/YAML table; unknown keys are an error that lists the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown plan keys {unknown}; a plan has {sorted(known)}")
+        converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        plan = cls(**converted)
+        plan.validate()
+        return plan
 
 
 def audit(subjects: Sequence[Subject], data: ImageSet, plan: Plan = Plan(), *, cache: str | Path | None = None,
@@ -62,8 +92,8 @@ def audit(subjects: Sequence[Subject], data: ImageSet, plan: Plan = Plan(), *, c
         raise ValueError(f"Subjects need distinct names, got {[s.name for s in subjects]}")
     images = data.subset(range(min(plan.images, len(data))))
     context = _Context(list(subjects), images, plan)
-    results = Results(models=[_model_record(s) for s in subjects], plan=_plain(asdict(plan)),
-                      data=images.description)
+    results = Results(models=[_model_record(s, tuple(images.image_shape)) for s in subjects],
+                      plan=_plain(asdict(plan)), data=images.description)
     for stage in tqdm(plan.stages, desc="audit", disable=not progress):
         path = Path(cache) / f"{stage}.json" if cache is not None else None
         key = context.key(stage)
@@ -96,7 +126,8 @@ class _Context:
         self._maps: dict[tuple[str, str], torch.Tensor] = {}
 
     def key(self, stage: str) -> str:
-        fingerprint = {"stage": stage, "plan": _plain(asdict(self.plan)), "models": [s.name for s in self.subjects],
+        fingerprint = {"stage": stage, "plan": _plain(asdict(self.plan)), "kdscope": __version__,
+                       "models": [[s.name, s.role, _weights_digest(s)] for s in self.subjects],
                        "images": hashlib.sha256(self.images.pixels.tobytes()).hexdigest()}
         return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
 
@@ -115,22 +146,35 @@ class _Context:
                                            "features": {k: torch.cat(v) for k, v in features.items()}}
         return self._forward[subject.name]
 
-    def maps(self, subject: Subject, method: str) -> torch.Tensor:
-        """(N, H, W) maps of the ground-truth classes, computed once per model and method for every stage."""
+    def maps(self, subject: Subject, method: str) -> torch.Tensor | str:
+        """(N, H, W) maps of the ground-truth classes, computed once per model and method for every stage; or why
+        the method cannot explain this model (a TorchScript module cannot be hooked for Grad-CAM)."""
         from kdscope.explainers import explain
 
         key = (subject.name, method)
         if key not in self._maps:
-            self._maps[key] = explain(subject, self.x, self.y, method=method).maps_2d.detach().cpu()
+            if method in HOOKED_METHODS and not hookable(subject):
+                self._maps[key] = f"{method} needs layer hooks, which TorchScript modules do not support; load the " \
+                                  "model as a kdscope checkpoint or module:function + weights"
+            else:
+                try:
+                    self._maps[key] = explain(subject, self.x, self.y, method=method).maps_2d.detach().cpu()
+                except (ValueError, TypeError) as error:
+                    self._maps[key] = str(error)
         return self._maps[key]
 
     def cka_layers(self, subject: Subject) -> list[str]:
         chosen = self.plan.cka_layers.get(subject.name, "auto")
         if chosen != "auto":
             return list(chosen)
-        if subject.twin is not None:
+        if subject.twin is not None or not hookable(subject):
             return []
         return _auto_layers(subject, self.x[:1])
+
+
+def hookable(subject: Subject) -> bool:
+    """TorchScript modules refuse forward hooks, so they have no CKA taps and no Grad-CAM."""
+    return not isinstance(subject.model, torch.jit.ScriptModule)
 
 
 def _auto_layers(subject: Subject, x: torch.Tensor, count: int = 4) -> list[str]:
@@ -161,101 +205,34 @@ def _auto_layers(subject: Subject, x: torch.Tensor, count: int = 4) -> list[str]
     return [spatial[round(i * (len(spatial) - 1) / (count - 1))] for i in range(count)]
 
 
-def _predictions(context: _Context) -> dict:
-    y = context.y
-    per_model = {}
-    for subject in context.subjects:
-        probabilities = context.forward(subject)["probabilities"]
-        correct = (probabilities.argmax(1) == y).double().numpy()
-        classes = per_class_accuracy(probabilities, y)
-        ranked = sorted(classes, key=lambda c: (classes[c], c))
-        per_model[subject.name] = {"accuracy": bootstrap_ci(correct),
-                                   "ece": ece_with_interval(probabilities, y),
-                                   "per_class_accuracy": classes,
-                                   "hardest_classes": ranked[:3], "easiest_classes": ranked[::-1][:3]}
-    teacher = context.forward(context.teacher)["probabilities"]
-    versus = {s.name: agreement(teacher, context.forward(s)["probabilities"]) for s in context.others}
-    return {"models": per_model, "versus_teacher": versus, "teacher": context.teacher.name,
-            "control": context.independent.name if context.independent else None}
+def _weights_digest(subject: Subject) -> str:
+    """A hash of the model's weights and buffers, so a cached stage is never reused for a retrained model."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(subject.model.state_dict().items()):
+        if isinstance(tensor, torch.Tensor):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
-def _cka(context: _Context) -> dict:
-    teacher = context.forward(context.teacher)["features"]
-    grids = {}
-    for subject in context.others:
-        features = context.forward(subject)["features"]
-        if not teacher or not features:
-            continue
-        generator = torch.Generator().manual_seed(context.plan.seed)
-        permutation = torch.randperm(len(context.x), generator=generator)
-        grids[subject.name] = {
-            "rows": list(teacher), "columns": list(features), "reduce": "mean", "debiased": True,
-            "values": [[CKAAccumulator().update(a, b).value() for b in features.values()] for a in teacher.values()],
-            "control": [[CKAAccumulator().update(a, b[permutation]).value() for b in features.values()]
-                        for a in teacher.values()]}
-    return {"teacher": context.teacher.name, "grids": grids}
-
-
-def _cams(context: _Context) -> dict:
-    teacher = context.maps(context.teacher, "gradcam")
-    result = {"agreement": {s.name: map_agreement(teacher, context.maps(s, "gradcam")) for s in context.others}}
-    if context.distilled is not None and context.independent is not None:
-        shares = closer_share(teacher, context.maps(context.distilled, "gradcam"),
-                              context.maps(context.independent, "gradcam"))
-        result["ojha"] = {"distilled_closer": bootstrap_ci(shares)}
-    return result
-
-
-def _explanations(context: _Context) -> dict:
-    from kdscope.explainers.sanity import localisation_of
-
-    if context.images.masks is None:
-        return {"skipped": "the data has no object masks"}
-    masks = torch.from_numpy(context.images.masks)
-    result = {}
-    for subject in context.subjects:
-        result[subject.name] = {}
-        for method in context.plan.explainers:
-            try:
-                result[subject.name][method] = localisation_of(context.maps(subject, method), masks)
-            except (ValueError, TypeError) as error:
-                result[subject.name][method] = {"error": str(error)}
-    return result
-
-
-def _attacks(context: _Context) -> dict:
-    from kdscope.attacks import transfer_matrix
-
-    matrices = []
-    for config in context.plan.attacks:
-        params = dict(config)
-        name = params.pop("attack")
-        matrix = transfer_matrix(context.subjects, context.x, context.y, attack=name, ci_seed=context.plan.seed,
-                                 **params).to_dict()
-        for cell in matrix["cells"]:
-            del cell["masks"]
-        matrices.append(matrix)
-    return {"matrices": matrices}
-
-
-def _sanity(context: _Context) -> dict:
-    from kdscope.explainers.sanity import cascading_randomization
-
-    return {s.name: [cascading_randomization(s, context.x[:32], context.y[:32], method=method,
-                                             seed=context.plan.seed).to_dict()
-                     for method in context.plan.sanity_methods] for s in context.subjects}
-
-
-STAGE_FUNCTIONS: dict[str, Callable[[_Context], dict]] = {
-    "predictions": _predictions, "cka": _cka, "cams": _cams, "explanations": _explanations, "attacks": _attacks,
-    "sanity": _sanity,
-}
-
-
-def _model_record(subject: Subject) -> dict:
+def _model_record(subject: Subject, image_shape: tuple[int, ...]) -> dict:
+    """Name, role and lineage, and a profile: size from the lineage when there is one (an int8 model's weights are
+    its reference graph's), CPU latency measured now for every model so that one audit's latencies compare."""
     lineage = subject.metadata.get("lineage") or {}
+    metrics = lineage.get("metrics") or subject.metadata.get("metrics") or {}
+    int8 = (subject.metadata.get("compression") or {}).get("int8") or {}
+    parameters = list(subject.model.parameters())
+    profile = {"parameters": metrics.get("parameters", sum(p.numel() for p in parameters)),
+               "nonzero_parameters": metrics.get("nonzero_parameters",
+                                                 sum(int(torch.count_nonzero(p)) for p in parameters)),
+               "file_bytes": metrics.get("file_bytes") or state_dict_bytes(subject.model),
+               "sparsity": metrics.get("sparsity"),
+               "quantized_layers": len(int8["quantized_layers"]) if int8 else None,
+               "float_layers": len(int8["float_layers"]) if int8 else None,
+               "cpu_latency_ms": cpu_latency_ms(subject, image_shape, batch=64, repeats=10)}
     return {"name": subject.name, "role": subject.role, "method": lineage.get("method"),
-            "parent": lineage.get("parent"), "metrics": lineage.get("metrics") or subject.metadata.get("metrics")}
+            "parent": lineage.get("parent"), "hyperparameters": lineage.get("hyperparameters"),
+            "metrics": metrics, "profile": profile}
 
 
 def _plain(value: object) -> object:

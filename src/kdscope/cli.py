@@ -11,6 +11,7 @@ import click
 from kdscope import __version__, zoo
 from kdscope.augment import Augment
 from kdscope.cli_attack import attack_command
+from kdscope.cli_audit import audit_command, demo_command, report_command
 from kdscope.cli_common import floats, fmt, image_size_option, load_data
 from kdscope.cli_compress import compress
 from kdscope.cli_explain import explain_command, sanity_command
@@ -158,32 +159,13 @@ def models_command(folder: Path) -> None:
                    f"{fmt(latency, '.2f'):>11}")
 
 
-@main.command("demo")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"),
-              show_default=True)
-@click.option("--fresh", is_flag=True, help="Retrain instead of reusing cached checkpoints.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo_command(out: Path, fresh: bool, quiet: bool) -> None:
-    """Train the ProbeWorld teacher and a student alone, and print their test accuracy."""
-    from kdscope.demo import accuracy_gap, run_demo
-
-    summary = run_demo(out, fresh=fresh, progress=not quiet)
-    click.echo(f"\n{'model':<16}{'role':<22}{'test accuracy [95% CI]':>26}{'train s':>9}  checkpoint")
-    for name, row in summary.items():
-        low, high = row["accuracy_ci"]
-        accuracy = f"{row['accuracy']:.2%} [{low:.1%}, {high:.1%}]"
-        note = " (cached)" if row["cached"] else ""
-        click.echo(f"{name:<16}{row['role']:<22}{accuracy:>26}{row['seconds']:>9.1f}  {row['checkpoint']}{note}")
-    if {"teacher", "student_alone"} <= summary.keys():
-        gap, low, high = accuracy_gap(summary["teacher"], summary["student_alone"])
-        n = len(summary["teacher"]["correct"])
-        click.echo(f"\nteacher - student gap: {100 * gap:.1f} points [{100 * low:.1f}, {100 * high:.1f}] "
-                   f"(paired bootstrap over {n} test images): room for distillation to show.")
-
 main.add_command(compress)
 main.add_command(attack_command)
 main.add_command(explain_command)
 main.add_command(sanity_command)
+main.add_command(audit_command)
+main.add_command(report_command)
+main.add_command(demo_command)
 
 if __name__ == "__main__":
     sys.exit(main())

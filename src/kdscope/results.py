@@ -7,17 +7,19 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass
 class Results:
-    """Models (name, role, lineage metrics), the plan that ran, and one entry per stage."""
+    """Models (name, role, lineage, profile), the plan that ran, one entry per stage, and the pass/fail checks."""
 
     models: list[dict]
     plan: dict
     stages: dict[str, dict] = field(default_factory=dict)
     data: dict = field(default_factory=dict)
+    checks: list[dict] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -38,6 +40,15 @@ class Results:
         path = Path(path)
         atomic_write(path, lambda f: f.write(self.to_json().encode()))
         return path
+
+    def _repr_html_(self) -> str:
+        """The report inside an iframe, so a notebook shows it without its styles and scripts leaking out."""
+        from html import escape
+
+        from kdscope.reports import render_html
+
+        return (f'<iframe srcdoc="{escape(render_html(self), quote=True)}" style="width:100%;height:720px;'
+                'border:1px solid #ccc" sandbox="allow-scripts"></iframe>')
 
     @classmethod
     def load(cls, path: str | Path) -> Results:

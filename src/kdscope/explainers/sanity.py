@@ -12,6 +12,7 @@ come from that twin). Zero randomisable layers is an error.
 from __future__ import annotations
 
 import copy
+import io
 import warnings
 from dataclasses import dataclass, field
 
@@ -54,11 +55,12 @@ class SanityResult:
 
 
 def randomizable_layers(model: nn.Module) -> list[str]:
-    """Conv2d and Linear layers in definition order (input to logits); for an int8 twin, its int8 weight
-    constants in graph order."""
+    """Conv2d and Linear layers in definition order (input to logits; a TorchScript module's by their original
+    class); for an int8 twin, its int8 weight constants in graph order."""
     if isinstance(model, fx.GraphModule) and _int8_weights(model):
         return list(_int8_weights(model))
-    return [name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
+    return [name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear)) or
+            getattr(module, "original_name", None) in ("Conv2d", "Linear")]
 
 
 @torch.no_grad()
@@ -79,8 +81,9 @@ def randomize(model: nn.Module, names: list[str], seed: int) -> int:
         mask = mask_of(module)
         if mask is not None:
             weight.mul_(mask)
-        if module.bias is not None:
-            module.bias.copy_((torch.rand(module.bias.shape, generator=generator) * 2 - 1).to(module.bias) * bound)
+        bias = getattr(module, "bias", None)
+        if bias is not None:
+            bias.copy_((torch.rand(bias.shape, generator=generator) * 2 - 1).to(bias) * bound)
     return len(names)
 
 
@@ -159,15 +162,28 @@ def _layers_or_fail(subject: Subject) -> list[str]:
 
 def _compare(subject: Subject, layers: list[str], x: torch.Tensor, target: torch.Tensor, method: str, params: dict,
              original: torch.Tensor, seed: int) -> dict[str, tuple[float, float, float]]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-        model = copy.deepcopy(subject.gradient_model)
+    model = _copy_model(subject.gradient_model)
     if randomize(model, layers, seed) == 0:
         raise RuntimeError("zero layers were randomised")
     randomized = Subject(model, name=f"{subject.name}_randomized", mean=_listed(subject.mean),
                          std=_listed(subject.std), input_range=subject.input_range)
     maps = explain(randomized, x, target, method=method, **params).maps_2d
     return _summarise(map_similarity(original, maps))
+
+
+def _copy_model(model: nn.Module) -> nn.Module:
+    """An independent copy to randomise. A TorchScript module goes through save and load: its deep copy's
+    parameters are not leaves, so their gradients could not be switched off."""
+    if isinstance(model, torch.jit.ScriptModule):
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*torch.jit.(save|load).*deprecated", DeprecationWarning)
+            torch.jit.save(model, buffer)
+            buffer.seek(0)
+            return torch.jit.load(buffer, map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        return copy.deepcopy(model)
 
 
 def _summarise(per_image: dict[str, np.ndarray]) -> dict[str, tuple[float, float, float]]:

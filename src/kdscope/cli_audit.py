@@ -1,0 +1,191 @@
+"""`kdscope audit` (the user's own models and data, gated by --checks), `kdscope report` (the page from its JSON)
+and `kdscope demo` (the whole loop on ProbeWorld)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import click
+import numpy as np
+
+from kdscope.cli_common import floats, image_size_option, load_data
+from kdscope.data import ImageSet
+
+ROLE_OPTIONS = (("student", "student"), ("control", "independent_student"), ("model", None))
+
+
+def read_plan_file(path: Path) -> tuple[dict, list[str]]:
+    """(plan table, checks) from a TOML or YAML file; `checks` may sit in the file beside the plan keys."""
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            table = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            table = yaml.safe_load(text) or {}
+        else:
+            raise click.BadParameter(f"{path} is neither .toml nor .yaml/.yml", param_hint="--plan")
+    except (tomllib.TOMLDecodeError, ValueError) as error:
+        raise click.BadParameter(f"cannot parse {path}: {error}", param_hint="--plan") from error
+    if not isinstance(table, dict):
+        raise click.BadParameter(f"{path} must hold a table of plan settings", param_hint="--plan")
+    checks = table.pop("checks", [])
+    return table, [checks] if isinstance(checks, str) else list(checks)
+
+
+def _named(reference: str) -> tuple[str | None, str]:
+    """'NAME=REF' names a model; a bare REF takes the name recorded in it or its file name."""
+    name, sep, rest = reference.partition("=")
+    return (name, rest) if sep and name.isidentifier() else (None, reference)
+
+
+def _load_models(teacher: str, references: list[tuple[str, str | None]], weights: dict[str, str],
+                 mean: list[float] | None, std: list[float] | None, trust: bool) -> list:
+    from kdscope.loading import load_subject
+
+    subjects = []
+    for reference, role in [(teacher, "teacher"), *references]:
+        name, target = _named(reference)
+        try:
+            subject = load_subject(target, name=name, role=role, weights=weights.get(name or ""), trust=trust)
+        except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as error:
+            raise click.ClickException(f"cannot load {reference!r}: {error}") from error
+        if subject.mean is None and mean is not None:
+            subject = load_subject(target, name=name, role=role, weights=weights.get(name or ""), trust=trust,
+                                   mean=mean, std=std)
+        subjects.append(subject)
+    names = [s.name for s in subjects]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise click.UsageError(f"two models are named {duplicated}; name them with NAME=PATH, e.g. "
+                               f"--student kd=runs/kd/model.pt")
+    return subjects
+
+
+def in_class_order(data: ImageSet, class_names: tuple[str, ...] | None) -> ImageSet:
+    """The data relabelled to the teacher's class order when both name the same classes in another order (a
+    folder's classes come sorted by name); otherwise the data as it is."""
+    if not class_names or list(class_names) == list(data.class_names) or set(class_names) != set(data.class_names):
+        return data
+    order = np.array([list(class_names).index(name) for name in data.class_names])
+    return ImageSet(pixels=data.pixels, labels=order[data.labels], class_names=tuple(class_names), masks=data.masks,
+                    extras=data.extras, description={**data.description, "relabelled": "to the teacher's class order"})
+
+
+@click.command("audit")
+@click.option("--teacher", required=True, help="The reference model: checkpoint, TorchScript, .pt2, or module:fn.")
+@click.option("--student", "students", multiple=True, help="A distilled student (repeatable; NAME=REF to name it).")
+@click.option("--control", "controls", multiple=True,
+              help="The independent student: the student's architecture trained without the teacher.")
+@click.option("--model", "others", multiple=True, help="Any other model to compare (pruned, int8, ...).")
+@click.option("--weights", "weight_files", multiple=True, metavar="NAME=FILE",
+              help="state_dict for a module:function model named NAME.")
+@click.option("--data", "data_spec", default="probeworld", show_default=True,
+              help="A folder of class sub-folders, an .npz file, probeworld or digits.")
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@image_size_option
+@click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="TOML or YAML plan: images, stages, explainers, attacks, cka_layers, ..., checks.")
+@click.option("--images", type=click.IntRange(4), default=None, help="Audit images (overrides the plan).")
+@click.option("--checks", "check_texts", multiple=True,
+              help="A gate such as 'cam_agreement >= 0.6' or 'int8_top1_agreement >= 99%' (repeatable).")
+@click.option("--mean", default=None, help="Per-channel mean for models that record none, comma-separated.")
+@click.option("--std", default=None, help="Per-channel std for models that record none, comma-separated.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling (runs code from the file).")
+@click.option("--fresh", is_flag=True, help="Ignore the stage cache of an earlier run in OUT.")
+@click.option("--quiet", is_flag=True, help="No progress.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/audit"),
+              show_default=True)
+def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, ...], others: tuple[str, ...],
+                  weight_files: tuple[str, ...], data_spec: str, split: str, image_size: int | None,
+                  plan_path: Path | None, images: int | None, check_texts: tuple[str, ...], mean: str | None,
+                  std: str | None, trust_checkpoint: bool, fresh: bool, quiet: bool, out: Path) -> None:
+    """Audit the teacher against every other model; write OUT/index.html and OUT/results.json. Exits with 1 when
+    a --checks gate fails, listing the failures."""
+    from kdscope.audit import Plan, audit
+    from kdscope.checks import evaluate_checks, failures, parse_check
+    from kdscope.reports import findings, write_report
+
+    table, file_checks = read_plan_file(plan_path) if plan_path else ({}, [])
+    if images is not None:
+        table["images"] = images
+    all_checks = [*file_checks, *check_texts]
+    try:
+        plan = Plan.from_mapping(table)
+        for text in all_checks:
+            parse_check(text)
+    except (ValueError, TypeError) as error:
+        raise click.UsageError(str(error)) from error
+    weights = dict(_named(item) for item in weight_files)
+    references = [(r, role) for option, role in ROLE_OPTIONS
+                  for r in {"student": students, "control": controls, "model": others}[option]]
+    if not references:
+        raise click.UsageError("give at least one model to compare with the teacher (--student, --control, --model)")
+    subjects = _load_models(teacher, references, weights, floats(mean), floats(std), trust_checkpoint)
+    data = in_class_order(load_data(data_spec, split, None, image_size, 0), subjects[0].class_names)
+    if fresh and (out / "cache").exists():
+        shutil.rmtree(out / "cache")
+    try:
+        results = audit(subjects, data, plan, cache=out / "cache", progress=not quiet)
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise click.ClickException(f"the audit stopped: {error}. Finished stages are cached in {out / 'cache'}; "
+                                   "rerun the same command to resume.") from error
+    results.checks = evaluate_checks(results, all_checks)
+    results.meta = {"made_by": "kdscope audit", "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    html = write_report(results, out)
+    for line in findings(results):
+        click.echo(f"- {line}")
+    click.echo(f"report: {html.resolve()}")
+    failed = failures(results.checks)
+    if failed:
+        click.echo("\n".join(failed), err=True)
+        sys.exit(1)
+
+
+@click.command("report")
+@click.argument("results_path", metavar="RESULTS.json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True,
+              help="An .html file, or a folder for index.html.")
+def report_command(results_path: Path, out: Path) -> None:
+    """Rebuild the HTML report from an audit's results.json alone."""
+    from kdscope.reports import write_report
+    from kdscope.results import Results
+
+    try:
+        results = Results.load(results_path)
+    except (ValueError, TypeError, KeyError) as error:
+        raise click.ClickException(f"{results_path} is not kdscope results: {error}") from error
+    click.echo(write_report(results, out).resolve())
+
+
+@click.command("demo")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"),
+              show_default=True)
+@click.option("--profile", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
+              help="quick: about 5 minutes on 2 CPU cores; full: more data, epochs and audit images (for a GPU).")
+@click.option("--fresh", is_flag=True, help="Rebuild every model and rerun the audit instead of reusing the cache.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo_command(out: Path, profile: str, fresh: bool, quiet: bool) -> None:
+    """Train a ProbeWorld teacher, distil, prune and quantize it, audit all five models and write the report."""
+    from kdscope.demo import PROFILES, run_demo
+    from kdscope.reports import findings
+
+    outcome = run_demo(out, fresh=fresh, progress=not quiet, recipe=PROFILES[profile]())
+    click.echo(f"\n{'model':<18}{'role':<22}{'accuracy [95% CI]':>26}  made by")
+    predictions = outcome.results.stages["predictions"]["models"]
+    for model in outcome.results.models:
+        mean, low, high = predictions[model["name"]]["accuracy"]
+        click.echo(f"{model['name']:<18}{model['role']:<22}{f'{mean:.2%} [{low:.1%}, {high:.1%}]':>26}  "
+                   f"{model['method'] or 'trained'}")
+    click.echo("\nFindings:")
+    for line in findings(outcome.results):
+        click.echo(f"- {line}")
+    steps = ", ".join(f"{name} {value:.0f} s" for name, value in outcome.step_seconds.items())
+    reused = f"; reused from cache: {', '.join(outcome.cached_steps)}" if outcome.cached_steps else ""
+    click.echo(f"\n{outcome.seconds:.0f} s in all ({steps}{reused}).\nOpen the report (works offline):\n"
+               f"{outcome.html.resolve()}")
