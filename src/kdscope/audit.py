@@ -159,8 +159,8 @@ class _Context:
             else:
                 try:
                     self._maps[key] = explain(subject, self.x, self.y, method=method).maps_2d.detach().cpu()
-                except (ValueError, TypeError) as error:
-                    self._maps[key] = str(error)
+                except (ValueError, TypeError, RuntimeError, AttributeError) as error:
+                    self._maps[key] = f"{method} failed on this model: {error}"
         return self._maps[key]
 
     def cka_layers(self, subject: Subject) -> list[str]:

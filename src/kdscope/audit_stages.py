@@ -155,8 +155,11 @@ def _sanity(context: _Context) -> dict:
             if method in HOOKED_METHODS and not hookable(subject):
                 result[subject.name].append({"method": method, "error": "TorchScript modules cannot be hooked"})
                 continue
-            result[subject.name].append(cascading_randomization(
-                subject, context.x[:32], context.y[:32], method=method, seed=context.plan.seed).to_dict())
+            try:
+                result[subject.name].append(cascading_randomization(
+                    subject, context.x[:32], context.y[:32], method=method, seed=context.plan.seed).to_dict())
+            except (ValueError, TypeError, RuntimeError) as error:
+                result[subject.name].append({"method": method, "error": str(error)})
     return result
 
 

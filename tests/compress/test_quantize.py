@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -77,6 +80,17 @@ def test_int8_round_trip(static_int8, tiny_world):
     torch.testing.assert_close(loaded.logits(x, use_twin=True), result.subject.logits(x, use_twin=True))
     assert loaded.role == "quantized" and loaded.twin is not None
     assert loaded.metadata["lineage"]["method"] == "quantize:int8_static"
+
+
+def test_a_fresh_process_loads_the_int8_archive(static_int8):
+    """torchao registers the graph's quantize ops on import; loading must not depend on quantizing first."""
+    _, out = static_int8
+    code = ("import sys; from kdscope.loading import load_subject; "
+            "s = load_subject(sys.argv[1]); print(s.role, s.twin is not None)")
+    done = subprocess.run([sys.executable, "-c", code, str(out / "teacher_int8.pt2")], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["quantized", "True"]
 
 
 def test_dynamic_mode_quantizes_only_linear_layers(float_subject, tiny_world):

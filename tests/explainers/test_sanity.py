@@ -56,6 +56,20 @@ def test_zero_randomisable_layers_is_an_error():
         cascading_randomization(subject, torch.rand(2, 3, 2, 2), torch.tensor([0, 1]), method="gradient")
 
 
+def test_exported_and_torchscript_models_expose_the_same_layers_as_the_module():
+    model = _subject().model.eval()
+    expected = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    example = torch.rand(2, 3, 16, 16)
+    exported = torch.export.export(model, (example,)).module()
+    assert randomizable_layers(exported) == expected
+    scripted = torch.jit.trace(model, example)
+    assert randomizable_layers(scripted) == expected
+    randomize(exported, ["fc"], seed=3)
+    reference = _subject().model
+    randomize(reference, ["fc"], seed=3)
+    assert torch.equal(exported.fc.weight, reference.fc.weight)
+
+
 def test_cascading_and_independent_randomisation_cover_every_layer(tiny_world):
     subject = _subject()
     x, y = tiny_world[1].images(slice(0, 4)), tiny_world[1].targets(slice(0, 4))

@@ -207,6 +207,9 @@ def save(reference: fx.GraphModule, example: torch.Tensor, file: BinaryIO) -> No
 
 
 def load(path: str | Path) -> fx.GraphModule:
+    """The saved reference graph. Its quantize/dequantize ops are registered by torchao's PT2E modules, which a
+    fresh process has not imported yet."""
+    _torchao()
     with quiet():
         return torch.export.load(path).module()
 

@@ -59,8 +59,27 @@ def randomizable_layers(model: nn.Module) -> list[str]:
     class); for an int8 twin, its int8 weight constants in graph order."""
     if isinstance(model, fx.GraphModule) and _int8_weights(model):
         return list(_int8_weights(model))
+    if isinstance(model, fx.GraphModule):
+        return _graph_layers(model)
     return [name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear)) or
             getattr(module, "original_name", None) in ("Conv2d", "Linear")]
+
+
+_WEIGHTED_OPS = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default, torch.ops.aten.convolution.default)
+
+
+def _graph_layers(graph_module: fx.GraphModule) -> list[str]:
+    """The modules holding the weights of a graph's convolutions and linear maps, in graph order (an exported
+    program keeps its parameters in plain container modules, not Conv2d or Linear)."""
+    layers = []
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and node.target in _WEIGHTED_OPS and len(node.args) > 1:
+            weight = node.args[1]
+            if isinstance(weight, fx.Node) and weight.op == "get_attr" and weight.target.endswith(".weight"):
+                layer = weight.target.removesuffix(".weight")
+                if layer not in layers:
+                    layers.append(layer)
+    return layers
 
 
 @torch.no_grad()
@@ -133,7 +152,7 @@ def _int8_weights(graph_module: fx.GraphModule) -> dict[str, str]:
     """int8 weight constant -> its per-channel scale constant, read from the dequantize_per_channel nodes."""
     found = {}
     for node in graph_module.graph.nodes:
-        if node.op == "call_function" and node.target == torch.ops.quantized_decomposed.dequantize_per_channel.default:
+        if node.op == "call_function" and str(node.target) == "quantized_decomposed.dequantize_per_channel.default":
             weight, scale = node.args[0], node.args[1]
             if weight.op == "get_attr" and scale.op == "get_attr":
                 found[weight.target] = scale.target

@@ -12,6 +12,7 @@ from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
 from kdscope import __version__
+from kdscope.checkpoint import atomic_write
 from kdscope.reports import sections
 from kdscope.reports.findings import findings
 from kdscope.results import Results
@@ -58,13 +59,27 @@ def render_html(results: Results) -> str:
         models=[m["name"] for m in results.models], data=results.data, meta=results.meta)
 
 
-def write_report(results: Results, out: str | Path) -> Path:
-    """Write OUT/index.html and OUT/results.json (OUT a folder), or OUT and OUT's .json twin (OUT an .html file).
-    Returns the HTML path."""
+def report_paths(out: str | Path) -> tuple[Path, Path]:
+    """(HTML, JSON) for OUT: OUT/index.html and OUT/results.json for a folder, OUT and its .json twin for a file."""
     out = Path(out)
-    html_path = out if out.suffix in (".html", ".htm") else out / "index.html"
+    if out.suffix in (".html", ".htm"):
+        return out, out.with_suffix(".json")
+    return out / "index.html", out / "results.json"
+
+
+def write_report(results: Results, out: str | Path) -> Path:
+    """Write the page and the JSON beside it (see `report_paths`); returns the HTML path. A JSON file that already
+    holds these very results (a page rebuilt in place) is left as it is."""
+    html_path, json_path = report_paths(out)
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    results.save(html_path.with_name("results.json") if html_path.name == "index.html"
-                 else html_path.with_suffix(".json"))
-    html_path.write_text(render_html(results), encoding="utf-8")
+    if not _holds(json_path, results):
+        results.save(json_path)
+    atomic_write(html_path, lambda f: f.write(render_html(results).encode("utf-8")))
     return html_path
+
+
+def _holds(path: Path, results: Results) -> bool:
+    try:
+        return path.exists() and Results.load(path).to_json() == results.to_json()
+    except (ValueError, TypeError):
+        return False

@@ -152,15 +152,16 @@ def _gallery_rows(gallery: dict, per_model: dict) -> list[dict]:
         usable = {name: np.asarray(maps[index]) for name, maps in per_model.items() if isinstance(maps, list)}
         scale = images.shared_scale(list(usable.values())) if usable else 1.0
         label = gallery["labels"][index]
-        cells = [{"src": images.data_uri(images.enlarge(image)), "caption": f"true: {class_names[label]}"}]
+        cells = [{"src": images.data_uri(images.enlarge(image)), "caption": f"true: {class_names[label]}",
+                  "alt": f"input, true class {class_names[label]}"}]
         for name, maps in per_model.items():
             if name not in usable:
-                cells.append({"src": None, "caption": maps.get("error", "unavailable")})
+                cells.append({"src": None, "caption": maps.get("error", "unavailable"), "alt": name})
                 continue
             predicted = gallery["predictions"][name][index]
             mark = "✓" if predicted == label else f"✗ {class_names[predicted]}"
-            cells.append({"src": images.data_uri(images.overlay(image, usable[name], scale)),
-                          "caption": f"{name}: {mark}"})
+            cells.append({"src": images.data_uri(images.overlay(image, usable[name], scale)), "caption": mark,
+                          "alt": f"{name}: {mark}"})
         rows.append({"cells": cells})
     return rows
 
