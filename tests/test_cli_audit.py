@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 
 import cv2
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from kdscope import zoo
 from kdscope.cli import main
+from kdscope.cli_audit import in_class_order
+from kdscope.data import CLASS_NAMES, ImageSet
 
 
 class _Normalised(torch.nn.Module):
@@ -37,7 +40,7 @@ def user_files(trained_tiny_teacher, tiny_world, tmp_path_factory):
         torch.jit.trace(wrapped, torch.rand(2, 3, 16, 16)).save(str(root / f"{name}.ts"))
     test = tiny_world[1]
     for index in range(40):
-        folder = root / "images" / f"{test.labels[index]:02d}_{test.class_names[test.labels[index]]}"
+        folder = root / "images" / test.class_names[test.labels[index]]
         folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / f"{index}.png"), cv2.cvtColor(test.pixels[index].transpose(1, 2, 0),
                                                                cv2.COLOR_RGB2BGR))
@@ -49,7 +52,8 @@ def user_files(trained_tiny_teacher, tiny_world, tmp_path_factory):
 def _audit(root, out, *extra):
     return CliRunner().invoke(main, ["audit", "--teacher", str(root / "teacher.ts"), "--student",
                                      str(root / "student.ts"), "--data", str(root / "images"), "--plan",
-                                     str(root / "plan.yaml"), "--quiet", "--out", str(out), *extra])
+                                     str(root / "plan.yaml"), "--class-names", ",".join(CLASS_NAMES), "--quiet",
+                                     "--out", str(out), *extra])
 
 
 def test_torchscript_models_on_an_image_folder_gate_on_checks(user_files, tmp_path):
@@ -57,6 +61,7 @@ def test_torchscript_models_on_an_image_folder_gate_on_checks(user_files, tmp_pa
     assert passing.exit_code == 0, passing.output
     results = json.loads((tmp_path / "results.json").read_text())
     assert (tmp_path / "index.html").exists() and len(results["checks"]) == 2
+    assert results["data"]["relabelled"] == "to the teacher's class order"
     assert "error" in results["stages"]["cams"]["methods"]["gradcam"]["student"]
     assert "cosine" in results["stages"]["cams"]["methods"]["gradient"]["student"]
     failing = _audit(user_files, tmp_path, "--checks", "top1_agreement >= 101%", "--checks", "cam_agreement >= 0.6")
@@ -81,3 +86,25 @@ def test_an_unknown_plan_key_lists_the_known_ones(user_files, tmp_path):
                                        str(user_files / "student.ts"), "--data", str(user_files / "images"),
                                        "--plan", str(plan), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "unknown plan keys ['imagse']" in result.output
+
+
+def test_data_with_other_classes_than_the_models_is_refused_before_any_stage(user_files, tmp_path):
+    folder = tmp_path / "three"
+    for source in sorted((user_files / "images").iterdir())[:3]:
+        (folder / source.name).mkdir(parents=True)
+        for image in source.iterdir():
+            (folder / source.name / image.name).write_bytes(image.read_bytes())
+    result = CliRunner().invoke(main, ["audit", "--teacher", str(user_files / "teacher.ts"), "--model",
+                                       str(user_files / "student.ts"), "--data", str(folder), "--out",
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 2 and "gives 10 scores but the data has 3 classes" in result.output
+    assert "--class-names" in result.output
+    assert not (tmp_path / "out" / "cache").exists()
+
+
+def test_folder_classes_are_matched_to_the_models_classes_by_name():
+    data = ImageSet(pixels=np.zeros((3, 3, 4, 4), np.uint8), labels=np.array([0, 1, 1]), class_names=("b", "a"))
+    ordered = in_class_order(data, ("a", "b", "c"))
+    assert ordered.class_names == ("a", "b", "c") and ordered.labels.tolist() == [1, 0, 0]
+    assert data.labels.tolist() == [0, 1, 1] and data.class_names == ("b", "a")
+    assert in_class_order(data, ("x", "y")) is data

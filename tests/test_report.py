@@ -59,6 +59,7 @@ def test_user_strings_are_escaped_in_text_and_in_figures(tiny_demo):
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     figures = re.search(r'id="kd-figures">(.*?)</script>', html, re.S).group(1)
     assert "<" not in figures and "&lt;img" in json.loads(figures)[0]["data"][0]["x"][1]
+    assert evil not in json.dumps(json.loads(figures), ensure_ascii=False)
 
 
 def test_the_page_is_rebuilt_from_its_json_alone(tiny_demo, tmp_path):

@@ -68,13 +68,32 @@ def _load_models(teacher: str, references: list[tuple[str, str | None]], weights
 
 
 def in_class_order(data: ImageSet, class_names: tuple[str, ...] | None) -> ImageSet:
-    """The data relabelled to the teacher's class order when both name the same classes in another order (a
-    folder's classes come sorted by name); otherwise the data as it is."""
-    if not class_names or list(class_names) == list(data.class_names) or set(class_names) != set(data.class_names):
+    """The data relabelled to the models' class order when its classes are among the models' by name (a folder's
+    classes come sorted by name, and may hold only some of the classes); otherwise the data as it is."""
+    if not class_names or list(class_names) == list(data.class_names) or not set(data.class_names) <= set(
+            class_names):
         return data
     order = np.array([list(class_names).index(name) for name in data.class_names])
     return ImageSet(pixels=data.pixels, labels=order[data.labels], class_names=tuple(class_names), masks=data.masks,
                     extras=data.extras, description={**data.description, "relabelled": "to the teacher's class order"})
+
+
+def _check_inputs(subjects: list, data: ImageSet) -> None:
+    """Every model must take the data's images and give one score per class, before any stage starts."""
+    import torch
+
+    x = data.images(slice(0, 2))
+    for subject in subjects:
+        try:
+            with torch.no_grad():
+                classes = subject.logits(x).shape[-1]
+        except (RuntimeError, ValueError, TypeError) as error:
+            raise click.UsageError(f"{subject.name} cannot take the data's images {tuple(x.shape[1:])}: "
+                                   f"{str(error).splitlines()[0]}. Resize them with --image-size.") from error
+        if classes != data.num_classes:
+            raise click.UsageError(f"{subject.name} gives {classes} scores but the data has {data.num_classes} "
+                                   f"classes ({', '.join(data.class_names)}); give the models' classes in order "
+                                   "with --class-names so the folders can be matched to them by name")
 
 
 @click.command("audit")
@@ -89,6 +108,9 @@ def in_class_order(data: ImageSet, class_names: tuple[str, ...] | None) -> Image
               help="A folder of class sub-folders, an .npz file, probeworld or digits.")
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
 @image_size_option
+@click.option("--class-names", default=None,
+              help="The models' classes in output order, comma-separated; folders are matched to them by name "
+                   "(default: the names the teacher's checkpoint records).")
 @click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="TOML or YAML plan: images, stages, explainers, attacks, cka_layers, ..., checks.")
 @click.option("--images", type=click.IntRange(4), default=None, help="Audit images (overrides the plan).")
@@ -103,7 +125,7 @@ def in_class_order(data: ImageSet, class_names: tuple[str, ...] | None) -> Image
               show_default=True)
 def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, ...], others: tuple[str, ...],
                   weight_files: tuple[str, ...], data_spec: str, split: str, image_size: int | None,
-                  plan_path: Path | None, images: int | None, check_texts: tuple[str, ...], mean: str | None,
+                  class_names: str | None, plan_path: Path | None, images: int | None, check_texts: tuple[str, ...], mean: str | None,
                   std: str | None, trust_checkpoint: bool, fresh: bool, quiet: bool, out: Path) -> None:
     """Audit the teacher against every other model; write OUT/index.html and OUT/results.json. Exits with 1 when
     a --checks gate fails, listing the failures."""
@@ -127,7 +149,9 @@ def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, 
     if not references:
         raise click.UsageError("give at least one model to compare with the teacher (--student, --control, --model)")
     subjects = _load_models(teacher, references, weights, floats(mean), floats(std), trust_checkpoint)
-    data = in_class_order(load_data(data_spec, split, None, image_size, 0), subjects[0].class_names)
+    names = tuple(n.strip() for n in class_names.split(",")) if class_names else subjects[0].class_names
+    data = in_class_order(load_data(data_spec, split, None, image_size, 0), names)
+    _check_inputs(subjects, data)
     if fresh and (out / "cache").exists():
         shutil.rmtree(out / "cache")
     try:

@@ -26,7 +26,7 @@ def interval_bars(title: str, categories: list[str], series: dict[str, list[list
         kept = [(c, i) for c, i in zip(categories, intervals) if i is not None]
         figure.add_bar(name=escape(name), x=[escape(c) for c, _ in kept], y=[i[0] for _, i in kept],
                        error_y=_error_bars([i for _, i in kept]), marker_color=PALETTE[index % len(PALETTE)])
-    figure.update_layout(title=title, yaxis_title=y_title, barmode="group", **LAYOUT)
+    figure.update_layout(title=escape(title), yaxis_title=escape(y_title), barmode="group", **LAYOUT)
     figure.update_xaxes(categoryorder="array", categoryarray=[escape(c) for c in categories])
     if y_range is not None:
         figure.update_yaxes(range=list(y_range))
@@ -47,7 +47,7 @@ def interval_lines(title: str, series: dict[str, tuple[list[float], list[list[fl
     if threshold is not None:
         figure.add_hline(y=threshold, line_dash="dash", line_color="#555",
                          annotation_text=f"threshold {threshold:g}", annotation_position="top left")
-    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, **LAYOUT)
+    figure.update_layout(title=escape(title), xaxis_title=escape(x_title), yaxis_title=escape(y_title), **LAYOUT)
     if x_labels is not None:
         figure.update_xaxes(tickvals=list(range(1, len(x_labels) + 1)), ticktext=[escape(t) for t in x_labels])
     return figure.to_plotly_json()
@@ -60,6 +60,6 @@ def heatmap(title: str, values: list[list[float | None]], rows: list[str], colum
     figure = go.Figure(go.Heatmap(z=values, x=[escape(c) for c in columns], y=[escape(r) for r in rows],
                                   zmin=z_range[0], zmax=z_range[1], colorscale=colour_scale, text=text,
                                   texttemplate="%{text}", hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>"))
-    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, **LAYOUT)
+    figure.update_layout(title=escape(title), xaxis_title=escape(x_title), yaxis_title=escape(y_title), **LAYOUT)
     figure.update_yaxes(autorange="reversed")
     return figure.to_plotly_json()
