@@ -15,8 +15,6 @@ import numpy as np
 from kdscope.cli_common import floats, image_size_option, load_data
 from kdscope.data import ImageSet
 
-ROLE_OPTIONS = (("student", "student"), ("control", "independent_student"), ("model", None))
-
 
 def read_plan_file(path: Path) -> tuple[dict, list[str]]:
     """(plan table, checks) from a TOML or YAML file; `checks` may sit in the file beside the plan keys."""
@@ -125,8 +123,9 @@ def _check_inputs(subjects: list, data: ImageSet) -> None:
               show_default=True)
 def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, ...], others: tuple[str, ...],
                   weight_files: tuple[str, ...], data_spec: str, split: str, image_size: int | None,
-                  class_names: str | None, plan_path: Path | None, images: int | None, check_texts: tuple[str, ...], mean: str | None,
-                  std: str | None, trust_checkpoint: bool, fresh: bool, quiet: bool, out: Path) -> None:
+                  class_names: str | None, plan_path: Path | None, images: int | None, check_texts: tuple[str, ...],
+                  mean: str | None, std: str | None, trust_checkpoint: bool, fresh: bool, quiet: bool,
+                  out: Path) -> None:
     """Audit the teacher against every other model; write OUT/index.html and OUT/results.json. Exits with 1 when
     a --checks gate fails, listing the failures."""
     from kdscope.audit import Plan, audit
@@ -144,8 +143,8 @@ def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, 
     except (ValueError, TypeError) as error:
         raise click.UsageError(str(error)) from error
     weights = dict(_named(item) for item in weight_files)
-    references = [(r, role) for option, role in ROLE_OPTIONS
-                  for r in {"student": students, "control": controls, "model": others}[option]]
+    references = [*((r, "student") for r in students), *((r, "independent_student") for r in controls),
+                  *((r, None) for r in others)]
     if not references:
         raise click.UsageError("give at least one model to compare with the teacher (--student, --control, --model)")
     subjects = _load_models(teacher, references, weights, floats(mean), floats(std), trust_checkpoint)

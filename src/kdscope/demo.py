@@ -132,8 +132,8 @@ def run_demo(out: str | Path = "runs/demo", *, fresh: bool = False, progress: bo
         shutil.rmtree(out / "audit")
     trained = train_models(out, fresh=fresh, progress=progress, recipe=recipe)
     teacher_spec, student_spec = recipe.models[0], _control_spec(recipe)
-    teacher, control = load_subject(trained[teacher_spec.name]["checkpoint"]), \
-        load_subject(trained[student_spec.name]["checkpoint"])
+    teacher = load_subject(trained[teacher_spec.name]["checkpoint"])
+    control = load_subject(trained[student_spec.name]["checkpoint"])
     train_data = probeworld(recipe.train_images, split="train", seed=recipe.seed)
     test_data = probeworld(recipe.test_images, split="test", seed=recipe.seed)
     upstream = {name: _file_digest(row["checkpoint"]) for name, row in trained.items()}
