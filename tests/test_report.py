@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from html import unescape
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ def _page_without_plotly(html: str) -> str:
 def test_every_section_is_filled_and_plotly_is_inlined_once(tiny_demo):
     html = tiny_demo.html.read_text()
     assert html.count(get_plotlyjs()[:300]) == 1
-    page = _page_without_plotly(html)
+    page = unescape(_page_without_plotly(html))
     assert "not in this audit's plan" not in page and "skipped" not in page
     for section in ("summary", "models", "agreement", "explanations", "sanity", "attacks", "cka", "probes"):
         assert f'<section id="{section}">' in html
@@ -81,3 +82,13 @@ def test_one_colour_scale_per_row_keeps_differences_between_models():
     assert scale == 4.0
     assert overlay(image, weak, scale).mean() < overlay(image, strong, scale).mean()
     assert np.array_equal(overlay(image, weak, shared_scale([weak])), overlay(image, strong, shared_scale([strong])))
+
+
+def test_a_partial_audit_still_renders_and_says_what_did_not_run(tiny_demo):
+    partial = Results.from_json(tiny_demo.results.to_json())
+    partial.stages = {"predictions": partial.stages["predictions"]}
+    partial.checks = []
+    page = unescape(_page_without_plotly(render_html(partial)))
+    for stage in ("cams", "gallery", "sanity", "attacks", "cka", "probes"):
+        assert f"The '{stage}' stage was not in this audit's plan." in page
+    assert "No pass/fail checks were given" in page
