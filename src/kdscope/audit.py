@@ -29,7 +29,6 @@ from kdscope.data.imageset import ImageSet
 from kdscope.results import Results
 from kdscope.subject import Subject
 
-HOOKED_METHODS = ("gradcam", "guided_gradcam")
 STAGES = ("predictions", "cka", "cams", "explanations", "gallery", "attacks", "probes", "sanity")
 
 
@@ -148,19 +147,15 @@ class _Context:
 
     def maps(self, subject: Subject, method: str) -> torch.Tensor | str:
         """(N, H, W) maps of the ground-truth classes, computed once per model and method for every stage; or why
-        the method cannot explain this model (a TorchScript module cannot be hooked for Grad-CAM)."""
+        the method cannot explain this model (Grad-CAM cannot hook a TorchScript module)."""
         from kdscope.explainers import explain
 
         key = (subject.name, method)
         if key not in self._maps:
-            if method in HOOKED_METHODS and not hookable(subject):
-                self._maps[key] = f"{method} needs layer hooks, which TorchScript modules do not support; load the " \
-                                  "model as a kdscope checkpoint or module:function + weights"
-            else:
-                try:
-                    self._maps[key] = explain(subject, self.x, self.y, method=method).maps_2d.detach().cpu()
-                except (ValueError, TypeError, RuntimeError, AttributeError) as error:
-                    self._maps[key] = f"{method} failed on this model: {error}"
+            try:
+                self._maps[key] = explain(subject, self.x, self.y, method=method).maps_2d.detach().cpu()
+            except (ValueError, TypeError, RuntimeError, AttributeError) as error:
+                self._maps[key] = str(error)
         return self._maps[key]
 
     def cka_layers(self, subject: Subject) -> list[str]:
@@ -173,7 +168,7 @@ class _Context:
 
 
 def hookable(subject: Subject) -> bool:
-    """TorchScript modules refuse forward hooks, so they have no CKA taps and no Grad-CAM."""
+    """TorchScript modules refuse forward hooks, so they have no CKA taps."""
     return not isinstance(subject.model, torch.jit.ScriptModule)
 
 

@@ -145,16 +145,12 @@ def _attacks(context: _Context) -> dict:
 
 
 def _sanity(context: _Context) -> dict:
-    from kdscope.audit import HOOKED_METHODS, hookable
     from kdscope.explainers.sanity import cascading_randomization
 
     result = {}
     for subject in context.subjects:
         result[subject.name] = []
         for method in context.plan.sanity_methods:
-            if method in HOOKED_METHODS and not hookable(subject):
-                result[subject.name].append({"method": method, "error": "TorchScript modules cannot be hooked"})
-                continue
             try:
                 result[subject.name].append(cascading_randomization(
                     subject, context.x[:32], context.y[:32], method=method, seed=context.plan.seed).to_dict())

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from captum.attr import LayerGradCam, Occlusion
 from torch import nn
 
-from kdscope import Subject
+from kdscope import Subject, zoo
 from kdscope.explainers import METHODS, FunctionalReluError, explain, last_spatial_layer
 from kdscope.explainers.gradcam import layer_gradcam
 from kdscope.subject import RawInputModel
@@ -211,3 +211,10 @@ def test_overlay_is_rgb_not_bgr():
     hot = overlay(black, torch.ones(2, 2), alpha=1.0)
     assert hot.shape == (2, 2, 3) and hot.dtype.name == "uint8"
     assert hot[0, 0, 0] > hot[0, 0, 2]
+
+
+def test_gradcam_on_a_torchscript_module_says_why_it_cannot_run():
+    model = zoo.build("resnet", 10, seed=0, width=4, blocks=1).eval()
+    scripted = Subject(torch.jit.trace(model, torch.rand(2, 3, 16, 16)), name="scripted")
+    with pytest.raises(ValueError, match="TorchScript modules such as scripted do not support"):
+        explain(scripted, torch.rand(2, 3, 16, 16), torch.tensor([0, 1]), method="gradcam")

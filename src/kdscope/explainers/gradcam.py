@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import fx
+from torch import fx, nn
 
 from kdscope.explainers.base import Explanation, check_explain_inputs, frozen, target_logits
 from kdscope.explainers.gradients import modified_relu_gradient
 from kdscope.subject import Subject
 
 
+def _hookable(subject: Subject) -> nn.Module:
+    """The gradient model, which Grad-CAM must hook; a TorchScript module refuses hooks, so say so and what to do."""
+    model = subject.gradient_model
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ValueError(f"Grad-CAM needs layer hooks, which TorchScript modules such as {subject.name} do not "
+                         "support; load the model as a kdscope checkpoint, an export archive or module:function + "
+                         "weights")
+    return model
+
+
 def last_spatial_layer(subject: Subject, x: torch.Tensor) -> str:
     """Name of the last module (in completion order) whose output is (N, C, H, W) with H * W > 1; for an exported
     graph (an int8 Subject's twin), the last such graph node that is not a quantize/dequantize step."""
-    model = subject.gradient_model
+    model = _hookable(subject)
     finished: list[tuple[str, tuple]] = []
     handles = [module.register_forward_hook(
         lambda _m, _i, output, name=name: finished.append((name, tuple(getattr(output, "shape", ())))))
@@ -41,7 +51,7 @@ def last_spatial_layer(subject: Subject, x: torch.Tensor) -> str:
 
 def layer_gradcam(subject: Subject, x: torch.Tensor, target: torch.Tensor, layer: str) -> torch.Tensor:
     """The Grad-CAM map at the layer's own resolution (inside an active guard)."""
-    model = subject.gradient_model
+    model = _hookable(subject)
     x = x.detach().to(subject.device).requires_grad_(True)
     if isinstance(model, fx.GraphModule) and layer in {node.name for node in model.graph.nodes}:
         subject.check_images(x)
