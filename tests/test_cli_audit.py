@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 
 import cv2
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from kdscope import zoo
 from kdscope.cli import main
-from kdscope.cli_audit import in_class_order
-from kdscope.data import CLASS_NAMES, ImageSet
+from kdscope.data import CLASS_NAMES
 
 
 class _Normalised(torch.nn.Module):
@@ -98,14 +96,10 @@ def test_data_with_other_classes_than_the_models_is_refused_before_any_stage(use
     result = CliRunner().invoke(main, ["audit", "--teacher", str(user_files / "teacher.ts"), "--model",
                                        str(user_files / "student.ts"), "--data", str(folder), "--out",
                                        str(tmp_path / "out")])
-    assert result.exit_code == 2 and "gives 10 scores but the data has 3 classes" in result.output
+    assert result.exit_code == 2 and "records no class names" in result.output
     assert "--class-names" in result.output
     assert not (tmp_path / "out" / "cache").exists()
-
-
-def test_folder_classes_are_matched_to_the_models_classes_by_name():
-    data = ImageSet(pixels=np.zeros((3, 3, 4, 4), np.uint8), labels=np.array([0, 1, 1]), class_names=("b", "a"))
-    ordered = in_class_order(data, ("a", "b", "c"))
-    assert ordered.class_names == ("a", "b", "c") and ordered.labels.tolist() == [1, 0, 0]
-    assert data.labels.tolist() == [0, 1, 1] and data.class_names == ("b", "a")
-    assert in_class_order(data, ("x", "y")) is data
+    named = CliRunner().invoke(main, ["audit", "--teacher", str(user_files / "teacher.ts"), "--model",
+                                      str(user_files / "student.ts"), "--data", str(folder), "--class-names",
+                                      "a,b,c", "--out", str(tmp_path / "out")])
+    assert named.exit_code == 2 and "are not among the classes" in named.output

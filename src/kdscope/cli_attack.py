@@ -10,7 +10,14 @@ from pathlib import Path
 import click
 
 from kdscope.attacks.transfer import TransferResult
-from kdscope.cli_common import image_size_option, load_data
+from kdscope.cli_common import (
+    ModelSource,
+    floats,
+    image_size_option,
+    load_data,
+    named_reference,
+    weights_by_model,
+)
 
 
 def parse_eps(text: str) -> float:
@@ -28,7 +35,8 @@ def parse_eps(text: str) -> float:
 
 @click.command("attack")
 @click.option("--models", "first_models", multiple=True, required=True,
-              help="Model references (checkpoint, TorchScript, .pt2, module:function): --models A B C")
+              help="Model references (checkpoint, TorchScript, .pt2, module:function; NAME=REF names one): "
+                   "--models A B C")
 @click.argument("more_models", nargs=-1)
 @click.option("--attack", "attack_name", type=click.Choice(["fgsm", "pgd", "cw", "penalized", "square"]),
               default="pgd", show_default=True)
@@ -42,21 +50,33 @@ def parse_eps(text: str) -> float:
 @click.option("--n", type=click.IntRange(1), default=256, show_default=True, help="Images attacked.")
 @image_size_option
 @click.option("--seed", default=0, show_default=True)
+@click.option("--weights", "weight_files", multiple=True, metavar="NAME=FILE",
+              help="state_dict for the module:function model given as NAME=pkg.module:fn (a bare FILE when only one "
+                   "model is module:function).")
+@click.option("--random-weights", is_flag=True,
+              help="Attack module:function models given no --weights with their random initialisation, on purpose.")
+@click.option("--mean", default=None, help="Per-channel mean for models that record none, comma-separated.")
+@click.option("--std", default=None, help="Per-channel std for models that record none, comma-separated.")
+@click.option("--class-names", default=None, help="The models' classes in output order, comma-separated.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling of model files.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def attack_command(first_models: tuple[str, ...], more_models: tuple[str, ...], attack_name: str, eps: str,
                    norm: str, steps: int, queries: int, curve: str | None, round_8bit: bool, data_spec: str, n: int,
-                   image_size: int | None, seed: int, trust_checkpoint: bool, out: Path) -> None:
+                   image_size: int | None, seed: int, weight_files: tuple[str, ...], random_weights: bool,
+                   mean: str | None, std: str | None, class_names: str | None, trust_checkpoint: bool,
+                   out: Path) -> None:
     """Attack every model and evaluate each attack on every other; writes OUT/transfer.json and OUT/transfer.csv."""
     from kdscope.attacks import robust_accuracy_curve, transfer_matrix
-    from kdscope.loading import load_subject
 
-    references = list(first_models) + list(more_models)
+    references = [named_reference(reference) for reference in list(first_models) + list(more_models)]
     params = _attack_params(attack_name, parse_eps(eps), norm, steps, queries, seed)
-    data = load_data(data_spec, "test", n, image_size, seed)
+    names = tuple(c.strip() for c in class_names.split(",")) if class_names else None
+    source = ModelSource(None, random_weights, floats(mean), floats(std), names, trust_checkpoint)
+    weights = weights_by_model(weight_files, references)
+    subjects = [source.load(target, name=name, weights=weights.get(target)) for name, target in references]
+    data = source.fit(subjects, load_data(data_spec, "test", n, image_size, seed))
     x, y = data.images(), data.targets()
     try:
-        subjects = [load_subject(reference, trust=trust_checkpoint) for reference in references]
         result = transfer_matrix(subjects, x, y, attack=attack_name, round_to_8bit=round_8bit, ci_seed=seed,
                                  **params)
         curves = {}

@@ -9,7 +9,7 @@ import click
 
 from kdscope import zoo
 from kdscope.augment import Augment
-from kdscope.cli_common import image_size_option, load_data
+from kdscope.cli_common import ModelSource, image_size_option, load_data, model_source_options
 from kdscope.compress.lineage import Lineage
 from kdscope.compress.outcome import PruneResult
 from kdscope.data import ImageSet
@@ -45,17 +45,16 @@ def compress() -> None:
               help="Also train the independent student (the control).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--name", default="kd_student", show_default=True)
-@click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling of the teacher file.")
+@model_source_options
 @click.option("--quiet", is_flag=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def compress_distill(teacher_ref: str, student_arch: str, width: int | None, blocks: int | None, data_spec: str,
                      n_train: int | None, image_size: int | None, epochs: int, batch_size: int, lr: float, kind: str,
                      temperature: float, temperature_end: float | None, alpha: float, hints: tuple[str, ...],
                      hint_weight: float, colour_jitter: bool, independent: bool, seed: int, name: str,
-                     trust_checkpoint: bool, quiet: bool, out: Path) -> None:
+                     source: ModelSource, quiet: bool, out: Path) -> None:
     """Distil a teacher into a zoo student; writes OUT/NAME.pt and, by default, OUT/NAME_independent.pt."""
     from kdscope.compress import DistillConfig, distill
-    from kdscope.loading import load_subject
 
     train_data = load_data(data_spec, "train", n_train, image_size, seed)
     eval_data = load_data(data_spec, "test", None, image_size, seed)
@@ -67,7 +66,8 @@ def compress_distill(teacher_ref: str, student_arch: str, width: int | None, blo
         pairs.append((student_layer, teacher_layer))
     kwargs = {k: v for k, v in (("width", width), ("blocks", blocks)) if v is not None}
     try:
-        teacher = load_subject(teacher_ref, role="teacher", trust=trust_checkpoint)
+        teacher = source.load(teacher_ref, role="teacher")
+        train_data, eval_data = source.fit([teacher], train_data), source.fit([teacher], eval_data)
         student = zoo.build(student_arch, train_data.num_classes, seed=seed,
                             in_channels=train_data.image_shape[0], **kwargs)
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
@@ -85,7 +85,6 @@ def compress_distill(teacher_ref: str, student_arch: str, width: int | None, blo
 
 teacher_option = click.option("--teacher", "teacher_ref", required=True,
                                help="The model to compress: any model reference `kdscope evaluate` takes.")
-trust_option = click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling of the teacher file.")
 out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 
 
@@ -111,18 +110,17 @@ out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Pa
               help="Fine-tune by distillation from the unpruned teacher instead of cross-entropy.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--name", default=None, help="Model name (default: TEACHER_pruned80, TEACHER_filters50, ticket).")
-@trust_option
+@model_source_options
 @click.option("--quiet", is_flag=True)
 @out_option
 def compress_prune(teacher_ref: str, method: str, sparsity: float, scope: str, layers: tuple[str, ...], ratio: float,
                    rounds: int, rate: float, rewind_epoch: int, data_spec: str, n_train: int | None,
                    image_size: int | None, epochs: int, lr: float, recover: bool, seed: int, name: str | None,
-                   trust_checkpoint: bool, quiet: bool, out: Path) -> None:
+                   source: ModelSource, quiet: bool, out: Path) -> None:
     """Prune a copy of the teacher; writes OUT/NAME.pt + OUT/NAME.json (lineage included)."""
     from kdscope.compress import DistillConfig
     from kdscope.compress.prune import PruneConfig, prune
     from kdscope.compress.structured import StructuredConfig, structured_prune
-    from kdscope.loading import load_subject
 
     train_data = load_data(data_spec, "train", n_train, image_size, seed)
     eval_data = load_data(data_spec, "test", None, image_size, seed)
@@ -131,7 +129,8 @@ def compress_prune(teacher_ref: str, method: str, sparsity: float, scope: str, l
     if recover and fine_tune is None:
         raise click.BadParameter("--recover needs --epochs >= 1", param_hint="--recover")
     try:
-        teacher = load_subject(teacher_ref, role="teacher", trust=trust_checkpoint)
+        teacher = source.load(teacher_ref, role="teacher")
+        train_data, eval_data = source.fit([teacher], train_data), source.fit([teacher], eval_data)
         if method == "magnitude":
             config = PruneConfig(sparsity, scope, tuple(layers) or None)
             results = [prune(teacher, config, data=train_data, fine_tune=fine_tune, recover=recover_config,
@@ -183,20 +182,20 @@ def _lottery(teacher: Subject, train_data: ImageSet, eval_data: ImageSet, config
 @image_size_option
 @click.option("--seed", default=0, show_default=True)
 @click.option("--name", default=None, help="Model name (default: TEACHER_int8).")
-@trust_option
+@model_source_options
 @click.option("--quiet", is_flag=True)
 @out_option
 def compress_quantize(teacher_ref: str, mode: str, calibration: str, calibration_images: int, qat_epochs: int,
                       lr: float, data_spec: str, n_train: int | None, image_size: int | None, seed: int,
-                      name: str | None, trust_checkpoint: bool, quiet: bool, out: Path) -> None:
+                      name: str | None, source: ModelSource, quiet: bool, out: Path) -> None:
     """Quantize a copy of the teacher; writes OUT/NAME.pt2 (int8 graph) or OUT/NAME.pt (bf16) + OUT/NAME.json."""
     from kdscope.compress.quantize import QuantizeConfig, quantize
-    from kdscope.loading import load_subject
 
     train_data = load_data(data_spec, "train", n_train, image_size, seed)
     eval_data = load_data(data_spec, "test", None, image_size, seed)
     try:
-        teacher = load_subject(teacher_ref, role="teacher", trust=trust_checkpoint)
+        teacher = source.load(teacher_ref, role="teacher")
+        train_data, eval_data = source.fit([teacher], train_data), source.fit([teacher], eval_data)
         result = quantize(teacher, train_data, QuantizeConfig(mode, calibration, calibration_images),
                           qat_train=TrainConfig(epochs=qat_epochs, lr=lr, seed=seed, warmup_epochs=0)
                           if mode == "qat" else None,

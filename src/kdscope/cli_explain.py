@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -10,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from kdscope.cli_common import image_size_option, load_data
+from kdscope.cli_common import ModelSource, image_size_option, load_data, model_source_options
 
 DEFAULT_SANITY_METHODS = "gradient,guided_backprop,gradcam,guided_gradcam"
 
@@ -27,7 +28,6 @@ def _methods(text: str) -> list[str]:
 
 model_option = click.option("--model", "reference", required=True, help="Any model reference `evaluate` takes.")
 data_option = click.option("--data", "data_spec", default="probeworld", show_default=True)
-trust_option = click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling of the model file.")
 out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 
 
@@ -38,24 +38,22 @@ out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Pa
 @click.option("--n", type=click.IntRange(1, 64), default=8, show_default=True, help="Images explained.")
 @image_size_option
 @click.option("--seed", default=0, show_default=True)
-@trust_option
+@model_source_options
 @out_option
 def explain_command(reference: str, data_spec: str, methods: str, n: int, image_size: int | None, seed: int,
-                    trust_checkpoint: bool, out: Path) -> None:
+                    source: ModelSource, out: Path) -> None:
     """Explain each image's true class with every method; writes OUT/explanations.png and OUT/explanations.json."""
     from kdscope.explainers import explain
     from kdscope.explainers.display import normalize_maps
     from kdscope.explainers.sanity import localisation_of
-    from kdscope.loading import load_subject
 
     chosen = _methods(methods)
-    data = load_data(data_spec, "test", n, image_size, seed)
+    subject = source.load(reference)
+    data = source.fit([subject], load_data(data_spec, "test", n, image_size, seed))
     x, y = data.images(), data.targets()
-    report = {"data": data.description, "images": len(x), "methods": {}}
+    report = {"model": subject.name, "data": data.description, "images": len(x), "methods": {}}
     columns = [[_tile(image) for image in x]]
     try:
-        subject = load_subject(reference, trust=trust_checkpoint)
-        report["model"] = subject.name
         for method in chosen:
             explanation = explain(subject, x, y, method=method)
             (scaled,) = normalize_maps([explanation.maps_2d.abs()])
@@ -98,10 +96,10 @@ def _tile(image: torch.Tensor, heat: torch.Tensor | None = None, scale: int = 4)
 @click.option("--n", type=click.IntRange(2), default=32, show_default=True, help="Images compared.")
 @image_size_option
 @click.option("--seed", default=0, show_default=True)
-@trust_option
+@model_source_options
 @out_option
 def sanity_command(reference: str, data_spec: str, methods: str, kind: str, random_label_model: str | None, n: int,
-                   image_size: int | None, seed: int, trust_checkpoint: bool, out: Path) -> None:
+                   image_size: int | None, seed: int, source: ModelSource, out: Path) -> None:
     """Adebayo et al.'s randomisation checks per method; writes OUT/sanity.json and prints the verdicts."""
     from kdscope.explainers.sanity import (
         PASS_THRESHOLD,
@@ -109,16 +107,15 @@ def sanity_command(reference: str, data_spec: str, methods: str, kind: str, rand
         data_randomization,
         independent_randomization,
     )
-    from kdscope.loading import load_subject
 
     chosen = _methods(methods)
-    data = load_data(data_spec, "test", n, image_size, seed)
+    subject = source.load(reference)
+    control = replace(source, weights=None).load(random_label_model) if random_label_model else None
+    data = source.fit([subject, *([control] if control else [])], load_data(data_spec, "test", n, image_size, seed))
     x, y = data.images(), data.targets()
     check = cascading_randomization if kind == "cascading" else independent_randomization
     results = []
     try:
-        subject = load_subject(reference, trust=trust_checkpoint)
-        control = load_subject(random_label_model, trust=trust_checkpoint) if random_label_model else None
         for method in chosen:
             results.append(check(subject, x, y, method=method, seed=seed).to_dict())
             if control is not None:

@@ -1,10 +1,12 @@
 """Turn a model reference into a Subject: a kdscope checkpoint, a TorchScript file, a torch.export archive, or a
-`module:function` factory plus a state_dict. Pickled whole models load only with `trust=True`.
+`module:function` factory plus a state_dict. Nothing is loaded in a way that runs code from a file unless the user
+says they trust it, and the JSON beside a file never makes kdscope load another file than the one named.
 """
 
 from __future__ import annotations
 
 import importlib
+import pickle
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -14,8 +16,21 @@ import torch
 from torch import nn
 
 from kdscope import zoo
-from kdscope.checkpoint import FORMAT, checkpoint_paths, load_state_dict, read_metadata
+from kdscope.checkpoint import (
+    FORMAT,
+    CorruptCheckpointError,
+    checkpoint_paths,
+    load_state_dict,
+    read_metadata,
+)
+from kdscope.export_archive import load_exported_module
 from kdscope.subject import Subject
+
+SUBJECT_METADATA = ("arch", "data", "metrics", "seed", "train_config", "lineage", "compression", "input_shape")
+
+
+class RandomWeightsError(ValueError):
+    """A `module:function` model was given no weights: auditing its random initialisation is rarely what is meant."""
 
 
 def load_subject(
@@ -26,38 +41,56 @@ def load_subject(
     role: str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    default_mean: Sequence[float] | None = None,
+    default_std: Sequence[float] | None = None,
     trust: bool = False,
+    random_weights: bool = False,
 ) -> Subject:
     """Load a model as a Subject on the CPU.
 
-    `reference` is a kdscope checkpoint (NAME.pt with NAME.json), a TorchScript file, a torch.export `.pt2`
-    archive, a `package.module:function` that builds the network (then `weights` is its state_dict), or, with
-    `trust=True` only, a pickled nn.Module. `mean`/`std` override the normalisation recorded in a checkpoint.
+    `reference` is a kdscope checkpoint (NAME.pt, or NAME.pt2 for int8, with NAME.json), a TorchScript file, a
+    torch.export `.pt2` archive, a `package.module:function` that builds the network (then `weights` is its
+    state_dict, and `random_weights=True` is needed to go without), or, with `trust=True` only, a pickled nn.Module.
+    `mean`/`std` override the recorded normalisation; `default_mean`/`default_std` apply only where none is
+    recorded. A kdscope JSON beside the weights (`vit.pt` + `vit.json`) supplies normalisation and class names.
     """
     text = str(reference)
     path = Path(text)
     twin = None
     if not path.exists() and _looks_like_factory(text):
-        model, meta = _from_factory(text, weights, trust), {}
+        model, meta = _from_factory(text, weights, trust, random_weights)
     elif not path.exists():
         raise FileNotFoundError(f"model {text!r} not found: give a file path or a 'package.module:function' factory")
     elif _is_kdscope_checkpoint(path):
-        model, meta, twin = _from_checkpoint(path, weights)
+        model, meta, twin = _from_checkpoint(path, weights, trust)
     else:
+        if weights is not None:
+            raise ValueError(f"weights={str(weights)!r} is only for a 'module:function' model or a kdscope checkpoint; "
+                             f"{path} holds its own weights")
         model, meta = _from_file(path, trust), {}
     normalization = meta.get("normalization") or {}
+    recorded_mean, recorded_std = normalization.get("mean"), normalization.get("std")
+    chosen_mean = _first(mean, recorded_mean, default_mean)
+    chosen_std = _first(std, recorded_std, default_std)
+    label = name or meta.get("name") or (text.partition(":")[2] if not path.exists() else path.stem)
+    if chosen_mean is None and chosen_std is None and not isinstance(model, torch.jit.ScriptModule):
+        warnings.warn(f"{label} records no normalisation and none was given: it will see raw [0, 1] images. If it "
+                      "was trained on normalised inputs, pass mean=/std= (CLI: --mean/--std).", stacklevel=2)
     return Subject(
         model,
-        name=name or meta.get("name") or (text.partition(":")[2] if not path.exists() else path.stem),
+        name=label,
         role=role or meta.get("role") or "other",
-        mean=mean if mean is not None else normalization.get("mean"),
-        std=std if std is not None else normalization.get("std"),
+        mean=chosen_mean,
+        std=chosen_std,
         input_range=tuple(meta.get("input_range", (0.0, 1.0))),
         class_names=meta.get("class_names"),
         twin=twin,
-        metadata={k: v for k, v in meta.items() if k in ("arch", "data", "metrics", "seed", "train_config", "lineage",
-                                                              "compression")},
+        metadata={k: v for k, v in meta.items() if k in SUBJECT_METADATA},
     )
+
+
+def _first(*values: Sequence[float] | None) -> Sequence[float] | None:
+    return next((value for value in values if value is not None), None)
 
 
 def _looks_like_factory(text: str) -> bool:
@@ -76,13 +109,24 @@ def _is_kdscope_checkpoint(path: Path) -> bool:
         return False
 
 
-def _from_checkpoint(path: Path, weights: str | Path | None) -> tuple[nn.Module, dict, nn.Module | None]:
-    """(model, metadata, fake-quant twin or None) of a kdscope checkpoint: a zoo model's state_dict, or int8."""
+def _from_checkpoint(path: Path, weights: str | Path | None,
+                     trust: bool) -> tuple[nn.Module, dict, nn.Module | None]:
+    """(model, metadata, fake-quant twin or None) of a kdscope checkpoint: a zoo model's state_dict, or int8.
+
+    The metadata only describes the file the user named: it never redirects loading to another file."""
     meta = read_metadata(path)
-    if (meta.get("compression") or {}).get("int8"):
+    is_int8 = bool((meta.get("compression") or {}).get("int8"))
+    expected = checkpoint_paths(path)[0].with_suffix(".pt2" if is_int8 else ".pt")
+    if path.suffix == ".json" or path.resolve() != expected.resolve():
+        what = "an int8 model" if is_int8 else "a state_dict"
+        raise ValueError(f"{checkpoint_paths(path)[1]} describes {what} stored in {expected.name}, but {path.name} "
+                         f"was named; load {expected} itself")
+    if is_int8:
+        if weights is not None:
+            raise ValueError(f"{path} is an int8 archive with its own weights; weights= does not apply to it")
         from kdscope.compress.quantize import load_int8
 
-        model, twin = load_int8(path, meta)
+        model, twin = load_int8(path, meta, trust=trust)
         return model, meta, twin
     arch = meta.get("arch")
     if not arch or arch.get("name") not in zoo.ARCHITECTURES:
@@ -93,7 +137,7 @@ def _from_checkpoint(path: Path, weights: str | Path | None) -> tuple[nn.Module,
         from kdscope.compress.bf16 import Bf16Model
 
         model = Bf16Model(model)
-    state = load_state_dict(weights or checkpoint_paths(path)[0])
+    state = load_state_dict(weights or path)
     _load_weights(model, state, path)
     return model.eval(), meta, None
 
@@ -108,7 +152,16 @@ def _restore_compression(model: nn.Module, compression: dict) -> None:
     apply_masks(model, {name: torch.ones_like(layer.weight, dtype=torch.bool) for name, layer in layers.items()})
 
 
-def _from_factory(reference: str, weights: str | Path | None, trust: bool) -> nn.Module:
+def _from_factory(reference: str, weights: str | Path | None, trust: bool,
+                  random_weights: bool) -> tuple[nn.Module, dict]:
+    """(model, metadata): the factory's module with the weights loaded, and the kdscope JSON beside the weights
+    (normalisation, class names) when there is one."""
+    if weights is None and not random_weights:
+        raise RandomWeightsError(
+            f"{reference} is built with random weights: pass its trained state_dict (weights=..., CLI: --weights "
+            "NAME=FILE), or random_weights=True (CLI: --random-weights) to audit the random initialisation on purpose")
+    if weights is not None and random_weights:
+        raise ValueError(f"{reference}: give weights or random_weights=True, not both")
     module_name, _, function_name = reference.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), function_name)
@@ -117,12 +170,26 @@ def _from_factory(reference: str, weights: str | Path | None, trust: bool) -> nn
     model = factory()
     if not isinstance(model, nn.Module):
         raise TypeError(f"{reference} returned {type(model).__name__}, not a torch.nn.Module")
-    if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=False) if trust else load_state_dict(weights)
-        if isinstance(state, nn.Module):
-            state = state.state_dict()
-        _load_weights(model, state, Path(weights))
-    return model.eval()
+    if weights is None:
+        return model.eval(), {}
+    state = _trusted_load(Path(weights)) if trust else load_state_dict(weights)
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
+    _load_weights(model, state, Path(weights))
+    return model.eval(), _sidecar_metadata(Path(weights))
+
+
+def _sidecar_metadata(weights: Path) -> dict:
+    """The kdscope JSON written beside these weights (by `train` or `save_checkpoint`), or nothing."""
+    meta_path = checkpoint_paths(weights)[1]
+    if weights.suffix not in (".pt", ".pth") or not meta_path.exists():
+        return {}
+    try:
+        meta = read_metadata(weights)
+    except (ValueError, OSError):
+        return {}
+    return {k: v for k, v in meta.items() if k in ("normalization", "class_names", "input_range", "name", "role",
+                                                      *SUBJECT_METADATA) and k != "arch"}
 
 
 def _from_file(path: Path, trust: bool) -> nn.Module:
@@ -132,14 +199,24 @@ def _from_file(path: Path, trust: bool) -> nn.Module:
             warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
             return torch.jit.load(str(path), map_location="cpu").eval()
     if kind == "export":
-        return torch.export.load(str(path)).module()
-    state = torch.load(path, map_location="cpu", weights_only=False) if trust else load_state_dict(path)
+        return load_exported_module(path, trust=trust)
+    state = _trusted_load(path) if trust else load_state_dict(path)
     if isinstance(state, nn.Module):
         return state.eval()
     raise ValueError(
         f"{path} holds a state_dict, not a model: kdscope needs the architecture too. Load it as "
         f"'package.module:function' with weights={str(path)!r} (CLI: --model module:function --weights {path})"
     )
+
+
+def _trusted_load(path: Path) -> object:
+    """Full unpickling, which the user allowed; a file that cannot be read at all is called corrupt, not unsafe."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as error:
+        raise CorruptCheckpointError(path, error) from error
 
 
 def _archive_kind(path: Path) -> str:
@@ -156,6 +233,8 @@ def _archive_kind(path: Path) -> str:
 
 
 def _load_weights(model: nn.Module, state: dict, source: Path) -> None:
+    if not isinstance(state, dict):
+        raise ValueError(f"{source} holds a {type(state).__name__}, not a state_dict of tensors")
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

@@ -8,6 +8,7 @@ from kdscope.data.digits import digits
 from kdscope.data.folder import image_folder, npz_images
 from kdscope.data.imageset import ImageSet
 from kdscope.data.probeworld import CLASS_NAMES, VARIANTS, ProbeWorldSpec, probeworld
+from kdscope.data.sampling import stratified_sample
 
 BUILT_IN = ("probeworld", "digits")
 
@@ -16,7 +17,8 @@ def load_dataset(spec: str, *, split: str = "train", n: int | None = None, size:
                  seed: int = 0) -> ImageSet:
     """Resolve a data spec: 'probeworld[:variant]', 'digits', a folder of class sub-folders, or an .npz file.
 
-    `n` caps the number of images (ProbeWorld generates exactly `n`); `size` sets the image side.
+    `n` caps the number of images: ProbeWorld generates exactly `n`, other data gives a seeded sample of `n`
+    stratified by class (never the first `n` of a class-sorted folder); `size` sets the image side.
     """
     name, _, variant = spec.partition(":")
     if name == "probeworld":
@@ -33,7 +35,7 @@ def load_dataset(spec: str, *, split: str = "train", n: int | None = None, size:
     else:
         raise ValueError(f"unknown data {spec!r}: use one of {BUILT_IN}, 'probeworld:<variant>' with a variant in "
                          f"{VARIANTS}, a folder of class sub-folders, or an .npz file")
-    return data if n is None or n >= len(data) else data.subset(slice(0, n))
+    return data if n is None or n >= len(data) else data.subset(stratified_sample(data.labels, n, seed))
 
 
 __all__ = ["CLASS_NAMES", "VARIANTS", "ImageSet", "ProbeWorldSpec", "digits", "image_folder", "load_dataset",
