@@ -1,10 +1,14 @@
+import functools
+
 import pytest
 import torch
 from torch import nn
 
 from kdscope import zoo
+from kdscope.explainers.gradients import _guided_hook
 from kdscope.subject import ProbabilityOutputError, Subject, check_logits
 from tests.conftest import assert_unchanged, parameters_snapshot
+from tests.module_state import assert_modules_unchanged, modules_snapshot
 
 
 def test_normalisation_lives_in_the_subject():
@@ -16,23 +20,33 @@ def test_normalisation_lives_in_the_subject():
     assert torch.allclose(subject.logits(x), torch.tensor([[1.0, 1.0 + 0.5]]))
 
 
-def test_guard_restores_modes_and_removes_hooks_after_an_exception(tiny_resnet):
+def test_guard_restores_modes_and_removes_leaked_hooks_after_an_exception(tiny_resnet):
+    """kdscope's own hooks left behind inside the guard go, with the flag torch set for them; the user's stay."""
     tiny_resnet.train()
     tiny_resnet.layer1.eval()
     user_hook = tiny_resnet.fc.register_forward_hook(lambda *args: None)
     subject = Subject(tiny_resnet)
+    before = modules_snapshot(tiny_resnet)
     with pytest.raises(RuntimeError, match="boom"), subject.guard():
         assert not any(m.training for m in tiny_resnet.modules())
-        tiny_resnet.layer2.register_forward_hook(lambda *args: None)
-        tiny_resnet.fc.register_full_backward_hook(lambda *args: None)
-        tiny_resnet.stem.register_forward_pre_hook(lambda *args: None)
+        tiny_resnet.layer2.register_forward_hook(_guided_hook, with_kwargs=True, always_call=True)
+        tiny_resnet.fc.register_full_backward_hook(functools.partial(_guided_hook))
+        tiny_resnet.stem.register_forward_pre_hook(_guided_hook)
         tiny_resnet.fc.weight.requires_grad_(False)
         raise RuntimeError("boom")
     assert tiny_resnet.training and not tiny_resnet.layer1.training and tiny_resnet.layer2.training
-    assert not any(m._forward_pre_hooks or m._backward_hooks for m in tiny_resnet.modules())
     assert list(tiny_resnet.fc._forward_hooks) == [user_hook.id]
-    assert not tiny_resnet.layer2._forward_hooks
     assert tiny_resnet.fc.weight.requires_grad
+    assert_modules_unchanged(tiny_resnet, before)
+
+
+def test_guard_keeps_hooks_the_user_adds_inside(tiny_resnet):
+    subject = Subject(tiny_resnet)
+    with subject.guard():
+        forward = tiny_resnet.layer2.register_forward_hook(lambda *args: None)
+        backward = tiny_resnet.fc.register_full_backward_hook(lambda *args: None)
+    assert list(tiny_resnet.layer2._forward_hooks) == [forward.id]
+    assert list(tiny_resnet.fc._backward_hooks) == [backward.id] and tiny_resnet.fc._is_full_backward_hook is True
 
 
 def test_running_a_model_never_changes_it(tiny_resnet):
@@ -93,6 +107,24 @@ def test_bad_images_get_clear_errors(tiny_resnet, x, error, message):
     subject = Subject(tiny_resnet, mean=[0.5] * 3, std=[0.25] * 3)
     with pytest.raises(error, match=message):
         subject.logits(x)
+
+
+@pytest.mark.parametrize(("mean", "std"), [([0.5], [0.25]), ([0.5], [0.25, 0.5, 1.0])])
+def test_a_single_mean_or_std_value_serves_every_channel(tiny_resnet, mean, std):
+    subject = Subject(tiny_resnet, mean=mean, std=std)
+    x = torch.rand(2, 3, 16, 16)
+    expected = (x - 0.5) / torch.as_tensor(std).view(1, -1, 1, 1)
+    torch.testing.assert_close(subject.normalize(x), expected)
+    assert subject.logits(x).shape == (2, 10)
+
+
+@pytest.mark.parametrize(("mean", "std", "what"), [([0.5, 0.5], None, "mean"), ([0.5], [0.25, 0.25], "std")])
+def test_a_mean_or_std_of_the_wrong_length_says_how_to_fix_it(tiny_resnet, mean, std, what):
+    subject = Subject(tiny_resnet, mean=mean, std=std)
+    message = (f"{what} has 2 values but the images have 3 channels.*one value per channel, or a single value for "
+               "all channels")
+    with pytest.raises(ValueError, match=message):
+        subject.logits(torch.rand(2, 3, 16, 16))
 
 
 def test_bad_construction_is_refused(tiny_resnet):

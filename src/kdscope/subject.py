@@ -7,17 +7,22 @@ float32 NCHW in [0, 1]; the Subject normalises them, runs the model in eval mode
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
+from kdscope.hooks import ModuleChanges
+
 ROLES = ("teacher", "student", "independent_student", "pruned", "quantized", "other")
 _HOOK_DICTS = (
     "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
     "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called",
 )
+_HOOK_FLAGS = ("_is_full_backward_hook",)
+"""Module attributes torch sets when a backward hook is registered: bookkeeping the guard restores with the hooks."""
 
 
 class ProbabilityOutputError(ValueError):
@@ -25,7 +30,9 @@ class ProbabilityOutputError(ValueError):
 
 
 class Subject:
-    """A model plus what is needed to run it correctly: normalisation, input range, device, role, gradient twin."""
+    """A model plus what is needed to run it correctly: normalisation, input range, device, role, gradient twin.
+
+    `mean` and `std` hold one value per image channel, or a single value that serves every channel."""
 
     def __init__(
         self,
@@ -83,8 +90,11 @@ class Subject:
 
     @contextmanager
     def guard(self) -> Iterator[Subject]:
-        """Eval mode inside; on exit (also after an exception) restore every module's mode, remove every hook added
-        inside, and restore parameters' requires_grad flags.
+        """Eval mode inside; on exit (also after an exception) restore every module's mode, parameters'
+        requires_grad flags and hook bookkeeping.
+
+        kdscope adds its hooks through `ModuleChanges`, which removes them itself; as a safety net the guard also
+        removes hooks that kdscope code added inside and left behind. Hooks the user adds inside stay.
 
         Modes are set per module rather than through `train()`, which torch.export programs refuse (their graph
         already fixes the mode). A guard opened inside another guard of the same Subject does nothing: the outer
@@ -98,7 +108,7 @@ class Subject:
             return
         modules = _all_modules(self.model, self.twin)
         modes = [m.training for m in modules]
-        hooks = [{name: set(getattr(m, name, {}) or {}) for name in _HOOK_DICTS} for m in modules]
+        hooks = [_hook_state(m) for m in modules]
         params = [p for m in modules for p in m.parameters(recurse=False)]
         requires_grad = [p.requires_grad for p in params]
         for m, mode in zip(modules, modes):
@@ -109,14 +119,10 @@ class Subject:
             yield self
         finally:
             self._guard_depth = 0
-            for m, mode, before in zip(modules, modes, hooks):
+            for m, mode, (ids, flags) in zip(modules, modes, hooks):
                 if m.training != mode:
                     m.__dict__["training"] = mode
-                for name, keys in before.items():
-                    current = getattr(m, name, None)
-                    if current:
-                        for key in [k for k in current if k not in keys]:
-                            del current[key]
+                _drop_leaked_hooks(m, ids, flags)
             for p, flag in zip(params, requires_grad):
                 if p.requires_grad != flag:
                     p.requires_grad_(flag)
@@ -144,7 +150,14 @@ class Subject:
 
     @torch.no_grad()
     def evaluate(self, data: torch.utils.data.Dataset, batch_size: int = 256) -> dict[str, float]:
-        """Accuracy and mean cross-entropy on an ImageSet."""
+        """Accuracy and mean cross-entropy on an ImageSet, its labels matched by class name to this model's classes
+        (a folder's alphabetical order is never taken for the model's); labels the model has no output for are
+        refused."""
+        from kdscope.data.classes import align_classes, check_label_range
+
+        data = align_classes(data, self.class_names, model=self.name)
+        if len(data):
+            check_label_range(data, self.num_classes(data.images(slice(0, 1))), model=self.name)
         correct, loss, n = 0, 0.0, 0
         for x, y in data.batches(batch_size):
             out = self.logits(x)
@@ -170,18 +183,17 @@ class Subject:
 
     @contextmanager
     def capture(self, names: Sequence[str], *, detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
-        """Record the outputs of the named layers during forward passes inside the block; hooks always removed."""
+        """Record the outputs of the named layers during forward passes inside the block; hooks always removed.
+        In-place activations are switched off inside, so a following `ReLU(inplace=True)` cannot overwrite what
+        was recorded."""
         store: dict[str, torch.Tensor] = {}
-        handles = []
-        try:
+        with ModuleChanges() as changes:
+            changes.no_inplace(self.model)
             for name in names:
                 def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor, name: str = name) -> None:
                     store[name] = output.detach() if detach else output
-                handles.append(self.layer(name).register_forward_hook(hook))
+                changes.hook(self.layer(name).register_forward_hook, hook)
             yield store
-        finally:
-            for handle in handles:
-                handle.remove()
 
     def check_images(self, x: torch.Tensor) -> None:
         """Raise a ValueError/TypeError that names the fix when `x` is not a valid raw image batch."""
@@ -197,9 +209,7 @@ class Subject:
             )
         if len(x) == 0:
             raise ValueError("images batch is empty")
-        if self.mean is not None and x.shape[1] != len(self.mean.flatten()):
-            channels = len(self.mean.flatten())
-            raise ValueError(f"{self.name} expects {channels} channels (NCHW), got shape {tuple(x.shape)}")
+        self._check_channels(x)
         if not bool(torch.isfinite(x.detach()).all()):
             raise ValueError("images contain NaN or inf values")
         low, high = self.input_range
@@ -209,6 +219,17 @@ class Subject:
                 f"images must be raw values in [{low}, {high}], got [{lo:.3g}, {hi:.3g}]; pass un-normalised images "
                 "(the Subject applies its own mean/std), e.g. uint8 / 255"
             )
+
+    def _check_channels(self, x: torch.Tensor) -> None:
+        """A mean/std of one value serves every channel; any other length must match the images' channels."""
+        channels = x.shape[1]
+        for what, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and values.numel() not in (1, channels):
+                raise ValueError(
+                    f"{self.name}'s {what} has {values.numel()} values but the images have {channels} channels "
+                    f"(NCHW shape {tuple(x.shape)}); give {what} one value per channel, or a single value for all "
+                    f"channels, or pass {values.numel()}-channel images"
+                )
 
 
 class RawInputModel(nn.Module):
@@ -259,7 +280,7 @@ def _channel_vector(values: Sequence[float] | None, what: str, device: torch.dev
         return None
     tensor = torch.as_tensor(values, dtype=torch.float32, device=device).flatten()
     if tensor.numel() == 0 or not bool(torch.isfinite(tensor).all()):
-        raise ValueError(f"{what} must be a finite value per channel, got {values}")
+        raise ValueError(f"{what} must be one finite value per channel, or a single value for all, got {values}")
     return tensor.view(1, -1, 1, 1)
 
 
@@ -270,3 +291,32 @@ def _all_modules(*roots: nn.Module | None) -> list[nn.Module]:
             for m in root.modules():
                 seen.setdefault(id(m), m)
     return list(seen.values())
+
+
+def _hook_state(module: nn.Module) -> tuple[dict[str, set], dict[str, object]]:
+    """The handle ids in a module's hook dicts and the hook flags it stores, as the guard found them."""
+    ids = {name: set(getattr(module, name, None) or {}) for name in _HOOK_DICTS}
+    flags = {name: module.__dict__[name] for name in _HOOK_FLAGS if name in module.__dict__}
+    return ids, flags
+
+
+def _drop_leaked_hooks(module: nn.Module, ids: dict[str, set], flags: dict[str, object]) -> None:
+    """Remove the hooks kdscope code added inside the guard and left behind (the user's stay), then restore the hook
+    flags once the backward hooks are as they were: a flag reset under a remaining hook would silence it."""
+    leaked = {key for name in _HOOK_DICTS for key, hook in (getattr(module, name, None) or {}).items()
+              if key not in ids[name] and _from_kdscope(hook)}
+    for name in _HOOK_DICTS:
+        current = getattr(module, name, None) or {}
+        for key in [k for k in current if k in leaked]:
+            del current[key]
+    if set(getattr(module, "_backward_hooks", None) or {}) == ids["_backward_hooks"]:
+        for name in _HOOK_FLAGS:
+            module.__dict__.pop(name, None)
+        module.__dict__.update(flags)
+
+
+def _from_kdscope(hook: object) -> bool:
+    """Whether a hook function was defined in kdscope (a leak to clean up) rather than by the user."""
+    while isinstance(hook, functools.partial):
+        hook = hook.func
+    return (getattr(hook, "__module__", None) or "").split(".")[0] == "kdscope"

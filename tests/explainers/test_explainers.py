@@ -13,6 +13,7 @@ from kdscope.explainers import METHODS, FunctionalReluError, explain, last_spati
 from kdscope.explainers.gradcam import layer_gradcam
 from kdscope.subject import RawInputModel
 from tests.conftest import assert_unchanged, parameters_snapshot
+from tests.module_state import assert_modules_unchanged, modules_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +114,7 @@ def test_batch_equals_one_by_one_and_the_model_is_untouched(teacher, batch, meth
     teacher.model.train()
     before = parameters_snapshot(teacher.model)
     hooks = [dict(m._forward_hooks) for m in teacher.model.modules()]
+    modules = modules_snapshot(teacher.model)
     try:
         params = {"occlusion": {"patch": 4, "stride": 4}, "superpixel_shap": {"permutations": 2}}.get(method, {})
         together = explain(teacher, x, y, method=method, **params).maps
@@ -124,8 +126,26 @@ def test_batch_equals_one_by_one_and_the_model_is_untouched(teacher, batch, meth
         assert [dict(m._forward_hooks) for m in teacher.model.modules()] == hooks
         assert all(m.inplace for m in teacher.model.modules() if isinstance(m, nn.ReLU))
         assert all(p.requires_grad for p in teacher.model.parameters())
+        assert_modules_unchanged(teacher.model, modules)
     finally:
         teacher.model.eval()
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_no_method_leaves_a_trace_on_any_module(method):
+    """Every module's __dict__ (hooks, hook flags, in-place flags, modes, tensors) is as it was, on a fresh model
+    (whose first modified-ReLU pass also watches for functional ReLUs) that carries hooks of the user's own."""
+    model = zoo.build("resnet", 10, seed=0, width=4, blocks=1).train()
+    model.fc.register_forward_hook(lambda *args: None)
+    model.layer1.register_full_backward_hook(lambda *args: None)
+    subject = Subject(model, name="fresh", mean=[0.5] * 3, std=[0.25] * 3)
+    x, y = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([1, 2])
+    params = {"occlusion": {"patch": 4, "stride": 4}, "superpixel_shap": {"permutations": 1},
+              "gradient_shap": {"samples": 2}}.get(method, {})
+    before = modules_snapshot(model)
+    for _ in range(2):
+        explain(subject, x, y, method=method, **params)
+    assert_modules_unchanged(model, before)
 
 
 class _FunctionalRelu(nn.Module):

@@ -19,6 +19,7 @@ from kdscope.explainers.sanity import (
     randomize,
 )
 from kdscope.explainers.similarity import map_similarity, pointing_game, relevance_mass, ssim
+from tests.module_state import assert_modules_unchanged, modules_snapshot
 
 
 def _subject(seed: int = 0) -> Subject:
@@ -119,3 +120,17 @@ def test_localisation_reports_intervals(tiny_world):
         assert 0 <= low <= estimate <= high <= 1
     with pytest.raises(ValueError, match="masks must be"):
         localisation(_subject(), x, y, masks[:3])
+
+
+@pytest.mark.parametrize("method", ["guided_backprop", "deconvnet", "guided_gradcam"])
+def test_sanity_checks_leave_no_trace_on_the_subjects_modules(method):
+    """The checks explain the trained model and randomised copies: neither the model nor the random-label model
+    keeps a hook, a hook flag or a changed in-place flag."""
+    subject, random_labels = _subject(), _subject(seed=5)
+    x, y = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([1, 2])
+    before = modules_snapshot(subject.model), modules_snapshot(random_labels.model)
+    cascading_randomization(subject, x, y, method=method)
+    independent_randomization(subject, x, y, method=method)
+    data_randomization(subject, random_labels, x, y, method=method)
+    assert_modules_unchanged(subject.model, before[0])
+    assert_modules_unchanged(random_labels.model, before[1])

@@ -13,6 +13,7 @@ from torch import fx, nn
 
 from kdscope.explainers.base import Explanation, check_explain_inputs, frozen, target_logits
 from kdscope.explainers.gradients import modified_relu_gradient
+from kdscope.hooks import ModuleChanges
 from kdscope.subject import Subject
 
 
@@ -31,15 +32,12 @@ def last_spatial_layer(subject: Subject, x: torch.Tensor) -> str:
     graph (an int8 Subject's twin), the last such graph node that is not a quantize/dequantize step."""
     model = _hookable(subject)
     finished: list[tuple[str, tuple]] = []
-    handles = [module.register_forward_hook(
-        lambda _m, _i, output, name=name: finished.append((name, tuple(getattr(output, "shape", ())))))
-        for name, module in model.named_modules() if name]
-    try:
-        with torch.no_grad():
-            subject.logits(x[:1], use_twin=True)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with ModuleChanges() as changes, torch.no_grad():
+        for name, module in model.named_modules():
+            if name:
+                changes.hook(module.register_forward_hook, lambda _m, _i, output, name=name: finished.append(
+                    (name, tuple(getattr(output, "shape", ())))))
+        subject.logits(x[:1], use_twin=True)
     spatial = [name for name, shape in finished if len(shape) == 4 and shape[2] * shape[3] > 1]
     if not spatial and isinstance(model, fx.GraphModule):
         spatial = [node.name for node in model.graph.nodes if _spatial(node) and "quantize" not in str(node.target)]
@@ -63,11 +61,10 @@ def layer_gradcam(subject: Subject, x: torch.Tensor, target: torch.Tensor, layer
         if module is None:
             raise KeyError(f"{subject.name} has no layer {layer!r} for Grad-CAM")
         store: dict[str, torch.Tensor] = {}
-        handle = module.register_forward_hook(lambda _m, _i, output: store.update(activation=output))
-        try:
+        with ModuleChanges() as changes:
+            changes.no_inplace(model)
+            changes.hook(module.register_forward_hook, lambda _m, _i, output: store.update(activation=output))
             score = target_logits(subject.logits(x, use_twin=True), target).sum()
-        finally:
-            handle.remove()
         activation = store["activation"]
     if activation.ndim != 4:
         raise ValueError(f"layer {layer!r} outputs shape {tuple(activation.shape)}, not a (N, C, H, W) feature map")

@@ -8,7 +8,6 @@ plain gradients, the forward pass is watched and such a call is an error that sa
 
 from __future__ import annotations
 
-import contextlib
 import weakref
 
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from kdscope.explainers.base import Explanation, check_explain_inputs, frozen, input_gradient, target_logits
+from kdscope.hooks import ModuleChanges
 from kdscope.subject import Subject
 
 _RELU_OPS = {torch.ops.aten.relu, torch.ops.aten.relu_}
@@ -54,26 +54,32 @@ def modified_relu_gradient(subject: Subject, x: torch.Tensor, target: torch.Tens
     """d logit_target / d x with the ReLU backward rule replaced (inside an active guard; used by guided Grad-CAM)."""
     model = subject.gradient_model
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
-    inplace = [m.inplace for m in relus]
-    detector = _FunctionalReluDetector(relus) if model not in _CHECKED else contextlib.nullcontext()
-    try:
+    with ModuleChanges() as changes:
+        changes.no_inplace(model)
         for relu in relus:
-            relu.inplace = False
-            relu.register_full_backward_hook(_guided_hook if rule == "guided_backprop" else _deconv_hook)
+            changes.hook(relu.register_full_backward_hook, _guided_hook if rule == "guided_backprop" else _deconv_hook)
         x = x.detach().to(subject.device).requires_grad_(True)
-        with detector:
+        if model in _CHECKED:
             logits = subject.logits(x, use_twin=True)
-        if isinstance(detector, _FunctionalReluDetector) and detector.calls:
-            raise FunctionalReluError(
-                f"{subject.name} calls ReLU as a function ({detector.calls[0]}), which {rule} cannot hook, so the "
-                "result would silently be a plain gradient. Use nn.ReLU modules in the model (e.g. "
-                "self.relu = nn.ReLU() and self.relu(x)), or choose the 'saliency' method.")
-        _CHECKED[model] = True
+        else:
+            logits = _logits_without_functional_relu(subject, x, relus, changes, rule)
+            _CHECKED[model] = True
         (grad,) = torch.autograd.grad(target_logits(logits, target).sum(), x)
         return grad
-    finally:
-        for relu, flag in zip(relus, inplace):
-            relu.inplace = flag
+
+
+def _logits_without_functional_relu(subject: Subject, x: torch.Tensor, relus: list[nn.Module],
+                                    changes: ModuleChanges, rule: str) -> torch.Tensor:
+    """The forward pass, watched: a ReLU run outside the modules would make `rule` silently a plain gradient."""
+    detector = _FunctionalReluDetector(relus, changes)
+    with detector:
+        logits = subject.logits(x, use_twin=True)
+    if detector.calls:
+        raise FunctionalReluError(
+            f"{subject.name} calls ReLU as a function ({detector.calls[0]}), which {rule} cannot hook, so the "
+            "result would silently be a plain gradient. Use nn.ReLU modules in the model (e.g. "
+            "self.relu = nn.ReLU() and self.relu(x)), or choose the 'saliency' method.")
+    return logits
 
 
 def _modified_relu_gradient(subject: Subject, x: torch.Tensor, target: torch.Tensor, rule: str) -> Explanation:
@@ -94,22 +100,18 @@ def _deconv_hook(_module: nn.Module, _grad_input: tuple, grad_output: tuple) -> 
 
 class _FunctionalReluDetector(TorchDispatchMode):
     """Records ReLU operations run outside the model's nn.ReLU modules during a forward pass: F.relu, x.relu(), or
-    the aten.relu calls of an exported graph (an int8 Subject's twin), all of which reach the dispatcher."""
+    the aten.relu calls of an exported graph (an int8 Subject's twin), all of which reach the dispatcher. Its
+    module hooks belong to the caller's `changes`, which removes them."""
 
-    def __init__(self, relus: list[nn.Module]) -> None:
+    def __init__(self, relus: list[nn.Module], changes: ModuleChanges) -> None:
         super().__init__()
-        self.relus, self.depth, self.calls, self.handles = relus, 0, [], []
+        self.relus, self.changes, self.depth, self.calls = relus, changes, 0, []
 
     def __enter__(self) -> _FunctionalReluDetector:
         for relu in self.relus:
-            self.handles.append(relu.register_forward_pre_hook(self._enter_module))
-            self.handles.append(relu.register_forward_hook(self._leave_module))
+            self.changes.hook(relu.register_forward_pre_hook, self._enter_module)
+            self.changes.hook(relu.register_forward_hook, self._leave_module)
         return super().__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        for handle in self.handles:
-            handle.remove()
-        super().__exit__(*exc)
 
     def _enter_module(self, *_args: object) -> None:
         self.depth += 1
