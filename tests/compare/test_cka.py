@@ -104,3 +104,56 @@ def test_layer_grid_of_a_model_with_itself(tiny_world, trained_tiny_teacher):
     assert grid.values[0][2] == pytest.approx(direct, abs=1e-9)
     with pytest.raises(KeyError, match="no layer"):
         cka_grid(trained_tiny_teacher, trained_tiny_teacher, test_set, ["nope"], layers)
+
+
+def _reference_cka(x: torch.Tensor, y: torch.Tensor, debiased: bool) -> float:
+    """The CKA reference notebook's `cka(gram_linear(x), gram_linear(y), debiased)` with its `center_gram`
+    (Kornblith et al. 2019, google-research/google-research representation_similarity), in numpy float64."""
+    import numpy as np
+
+    def center_gram(gram: np.ndarray, unbiased: bool) -> np.ndarray:
+        gram = gram.copy()
+        if unbiased:
+            n = gram.shape[0]
+            np.fill_diagonal(gram, 0)
+            means = np.sum(gram, 0, dtype=np.float64) / (n - 2)
+            means -= np.sum(means) / (2 * (n - 1))
+            gram -= means[:, None]
+            gram -= means[None, :]
+            np.fill_diagonal(gram, 0)
+        else:
+            means = np.mean(gram, 0, dtype=np.float64)
+            means -= np.mean(means) / 2
+            gram -= means[:, None]
+            gram -= means[None, :]
+        return gram
+
+    a, b = x.double().numpy(), y.double().numpy()
+    gram_x, gram_y = center_gram(a @ a.T, debiased), center_gram(b @ b.T, debiased)
+    return float(gram_x.ravel() @ gram_y.ravel() / (np.linalg.norm(gram_x) * np.linalg.norm(gram_y)))
+
+
+@pytest.mark.parametrize("debiased", [True, False])
+@pytest.mark.parametrize("offset", [1e3, 1e4, 1e5, 1e6])
+def test_a_feature_offset_changes_neither_estimator(offset, debiased):
+    """The reference on centred features is the truth; gram_cka used to be NaN at 1e4 and inf at 1e5."""
+    x, y = _features()
+    truth = _reference_cka(x - x.mean(0), y - y.mean(0), debiased)
+    assert gram_cka(x + offset, y - offset, debiased=debiased) == pytest.approx(truth, abs=1e-9)
+    assert CKAAccumulator(debiased=debiased).update(x + offset, y - offset).value() == pytest.approx(truth, abs=1e-9)
+
+
+def test_float32_features_with_a_large_offset_stay_in_range():
+    x, y = _features()
+    x32, y32 = (x + 1e6).float(), (y + 1e6).float()
+    truth = _reference_cka(x32.double() - x32.double().mean(0), y32.double() - y32.double().mean(0), True)
+    value = gram_cka(x32, y32)
+    assert -1.0 <= value <= 1.0 and value == pytest.approx(truth, abs=1e-9)
+
+
+def test_degenerate_inputs_are_errors_not_inf_or_nan():
+    x, y = _features(n=10)
+    with pytest.raises(ValueError, match="does not vary"):
+        gram_cka(torch.ones(10, 3), y)
+    with pytest.raises(ValueError, match="at least 4 images"):
+        gram_cka(x[:3], y[:3])

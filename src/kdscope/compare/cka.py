@@ -165,11 +165,26 @@ def _move(moments: _Moments, delta: torch.Tensor, n: int) -> _Moments:
 def gram_cka(x: torch.Tensor, y: torch.Tensor, *, kernel: str = "linear", debiased: bool = True,
              bandwidth: float = 1.0) -> float:
     """CKA from the full Gram matrices (linear or RBF). The RBF width is `bandwidth` times the median pairwise
-    distance of each representation. O(N^2) memory: for large N use CKAAccumulator (linear)."""
+    distance of each representation. O(N^2) memory: for large N use CKAAccumulator (linear).
+
+    Features are centred (column means removed) before the Gram matrix is formed, as CKAAccumulator does: both
+    estimators are unchanged by a shift of the features, and without it float64 cancels catastrophically at large
+    offsets. Too few images and a representation that is the same for every image are errors, not inf or NaN."""
     x, y = as_rows(x, "flatten"), as_rows(y, "flatten")
-    grams = [_gram(features, kernel, bandwidth) for features in (x, y)]
+    if len(x) != len(y):
+        raise ValueError(f"x and y need one row per image each, got {len(x)} and {len(y)}")
+    minimum = 4 if debiased else 2
+    if len(x) < minimum:
+        raise ValueError(f"{'debiased' if debiased else 'biased'} CKA needs at least {minimum} images, got {len(x)}")
+    if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(y).all())):
+        raise ValueError("features contain NaN or inf")
+    grams = [_gram(features - features.mean(0), kernel, bandwidth) for features in (x, y)]
     hsic = _unbiased_hsic if debiased else _biased_hsic
     xy, xx, yy = hsic(grams[0], grams[1]), hsic(grams[0], grams[0]), hsic(grams[1], grams[1])
+    for name, self_similarity in (("x", xx), ("y", yy)):
+        if not float(self_similarity) > 0:
+            raise ValueError(f"CKA is undefined: representation {name} does not vary across the images (its "
+                             "HSIC with itself is 0); tap another layer or use more varied images")
     return float(xy / torch.sqrt(xx * yy))
 
 
