@@ -106,6 +106,19 @@ def test_occlusion_matches_captum_and_a_one_patch_loop(teacher, batch):
     torch.testing.assert_close(ours[0, 0], total / count, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize(("side", "patch", "stride"), [(30, 8, 4), (17, 4, 3), (16, 5, 5)])
+def test_occlusion_covers_every_pixel_like_captum_when_the_stride_does_not_divide(teacher, side, patch, stride):
+    """30x30, patch 8, stride 4 left rows and columns 28-29 at 0 (324 of 900 pixels differed from captum)."""
+    generator = torch.Generator().manual_seed(side)
+    x = torch.rand(2, 3, side, side, generator=generator)
+    y = torch.tensor([1, 4])
+    ours = explain(teacher, x, y, method="occlusion", patch=patch, stride=stride, baseline=0.5).maps
+    peer = Occlusion(RawInputModel(teacher).eval()).attribute(
+        x, sliding_window_shapes=(3, patch, patch), strides=(3, stride, stride), baselines=0.5, target=y)
+    torch.testing.assert_close(ours.expand_as(peer), peer, atol=1e-4, rtol=1e-4)
+    assert bool((ours[:, :, -1, :] != 0).all()) and bool((ours[:, :, :, -1] != 0).all())
+
+
 @pytest.mark.parametrize("method", sorted(set(METHODS) - {"gradient_shap"}))
 def test_batch_equals_one_by_one_and_the_model_is_untouched(teacher, batch, method):
     """(Gradient SHAP draws its references and interpolation points per image in a batch, so it is seeded but

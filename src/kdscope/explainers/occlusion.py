@@ -13,14 +13,16 @@ from kdscope.subject import Subject
 
 
 def patch_windows(height: int, width: int, patch: int, stride: int) -> torch.Tensor:
-    """(P, 1, H, W) booleans, one per patch position, row by row from the top-left corner."""
+    """(P, 1, H, W) booleans, one per patch position, row by row from the top-left corner. As in captum, there are
+    ceil((side - patch) / stride) + 1 positions per axis and the last one is cut at the border, so every pixel is
+    covered even when (side - patch) is not a multiple of the stride."""
     if patch < 1 or stride < 1 or patch > min(height, width):
         raise ValueError(f"need 1 <= patch <= image side ({min(height, width)}) and stride >= 1, got patch={patch}, "
                          f"stride={stride}")
     rows = torch.arange(height).view(1, -1, 1)
     cols = torch.arange(width).view(1, 1, -1)
-    tops = torch.arange(0, height - patch + 1, stride)
-    lefts = torch.arange(0, width - patch + 1, stride)
+    tops = stride * torch.arange(-(-(height - patch) // stride) + 1)
+    lefts = stride * torch.arange(-(-(width - patch) // stride) + 1)
     top, left = torch.meshgrid(tops, lefts, indexing="ij")
     top, left = top.reshape(-1, 1, 1), left.reshape(-1, 1, 1)
     windows = (rows >= top) & (rows < top + patch) & (cols >= left) & (cols < left + patch)
