@@ -84,6 +84,29 @@ def test_probability_outputs_are_refused_with_the_fix():
     assert Subject(log_probabilities).logits(torch.rand(3, 3, 2, 2)).shape == (3, 4)
 
 
+class _ChannelMeans(nn.Module):
+    """Foolbox's test model (tests/conftest.py): the logits are the per-channel means of the image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(3).mean(2)
+
+
+def test_real_logits_that_look_like_probabilities_are_judged_once_on_clean_inputs():
+    """Foolbox's mean model: clean images give channel means that do not sum to 1; an attacked image can, and a
+    targeted PGD used to stop there with ProbabilityOutputError."""
+    subject = Subject(_ChannelMeans())
+    subject.logits(torch.full((2, 3, 4, 4), 0.6))
+    crafted = torch.stack([torch.full((4, 4), v) for v in (0.5, 0.3, 0.2)])[None]
+    assert subject.logits(crafted).sum().item() == pytest.approx(1.0)
+    with pytest.raises(ProbabilityOutputError, match="outputs='logits'"):
+        Subject(_ChannelMeans()).logits(crafted)
+    assert Subject(_ChannelMeans(), outputs="logits").logits(crafted).shape == (1, 3)
+
+
+def test_one_hot_logits_are_not_called_probabilities():
+    check_logits(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+
+
 @pytest.mark.parametrize("out", [torch.zeros(3), torch.zeros(3, 1), torch.zeros(2, 3, 4)])
 def test_non_logit_shapes_are_refused(out):
     with pytest.raises(ValueError, match="logit"):

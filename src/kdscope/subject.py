@@ -47,6 +47,7 @@ class Subject:
         twin: nn.Module | None = None,
         class_names: Sequence[str] | None = None,
         metadata: dict | None = None,
+        outputs: str = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"Subject needs a torch.nn.Module, got {type(model).__name__}")
@@ -55,6 +56,11 @@ class Subject:
         low, high = map(float, input_range)
         if not low < high:
             raise ValueError(f"input_range must be (low, high) with low < high, got {input_range}")
+        if outputs not in ("auto", "logits"):
+            raise ValueError(f"outputs must be 'auto' (refuse outputs that look like probabilities) or 'logits', "
+                             f"got {outputs!r}")
+        self.outputs = outputs
+        self._outputs_decided = outputs == "logits"
         self.model, self.twin, self.name, self.role = model, twin, str(name), role
         self.input_range = (low, high)
         self.device = _model_device(model, device)
@@ -133,7 +139,8 @@ class Subject:
         module = self.gradient_model if use_twin else self.model
         with self.guard():
             out = module(self.normalize(x.to(self.device)))
-        check_logits(out, self.name)
+        check_logits(out, self.name, probabilities=not self._outputs_decided)
+        self._outputs_decided = True
         return out
 
     @torch.no_grad()
@@ -245,21 +252,26 @@ class RawInputModel(nn.Module):
         return self.model(self.subject.normalize(x))
 
 
-def check_logits(out: torch.Tensor, name: str = "model") -> None:
-    """Refuse outputs that are not a (N, classes) logit matrix, in particular softmax probabilities."""
+def check_logits(out: torch.Tensor, name: str = "model", *, probabilities: bool = True) -> None:
+    """Refuse outputs that are not a (N, classes) logit matrix and, with `probabilities`, outputs that look like
+    softmax probabilities. A Subject asks the second question once, on the first (clean) batch it runs: inputs
+    crafted in an attack can push real logits into that shape. Exact one-hot rows are taken as logits."""
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"{name} must return a (batch, classes) logit tensor, got {shape}")
     if out.shape[1] < 2:
         raise ValueError(f"{name} returns {out.shape[1]} output; kdscope needs one logit per class (>= 2)")
+    if not probabilities:
+        return
     with torch.no_grad():
-        probabilities = bool((out >= 0).all() and (out <= 1).all()) and bool(
+        looks_like = bool((out >= 0).all() and (out <= 1).all()) and bool(
             torch.allclose(out.float().sum(1), torch.ones(len(out), device=out.device), atol=1e-3)
-        )
-    if probabilities:
+        ) and not bool(((out == 0) | (out == 1)).all())
+    if looks_like:
         raise ProbabilityOutputError(
             f"{name} appears to output probabilities (non-negative rows that sum to 1). kdscope needs logits: remove "
-            "the final softmax layer, or wrap the model so it returns log-probabilities (torch.log of its output)."
+            "the final softmax layer, or wrap the model so it returns log-probabilities (torch.log of its output). "
+            "If these are logits, say so: Subject(..., outputs='logits')."
         )
 
 
