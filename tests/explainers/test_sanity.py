@@ -59,7 +59,7 @@ def test_zero_randomisable_layers_is_an_error():
 
 def test_exported_and_torchscript_models_expose_the_same_layers_as_the_module():
     model = _subject().model.eval()
-    expected = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    expected = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))]
     example = torch.rand(2, 3, 16, 16)
     exported = torch.export.export(model, (example,)).module()
     assert randomizable_layers(exported) == expected

@@ -3,7 +3,10 @@ randomised, or when the model was trained on random labels? A method whose maps 
 the input, not the model.
 
 Cascading randomisation re-initialises layers from the logits down, one more per step; independent randomisation
-one layer at a time. Re-initialisation is seeded per layer and acts on the weights the model really uses: a pruned
+one layer at a time. Convolutions and linear layers are redrawn as PyTorch initialises them, normalisation layers
+reset to their initial state, so the end point is Adebayo's randomly initialised network. A map that is constant
+has no ranking: it is counted apart, never scored as a complete change. Re-initialisation is seeded per layer and
+acts on the weights the model really uses: a pruned
 layer keeps its mask (its stored weights are redrawn, its zeros stay zero); an int8 Subject is randomised through
 its fake-quant twin, whose int8 weight constants are redrawn and re-quantized (the randomised model's maps then all
 come from that twin). Zero randomisable layers is an error.
@@ -22,7 +25,7 @@ from torch import fx, nn
 
 from kdscope.compress.masks import mask_of, weight_of
 from kdscope.explainers.registry import explain
-from kdscope.explainers.similarity import METRICS, map_similarity, pointing_game, relevance_mass
+from kdscope.explainers.similarity import METRICS, degenerate_maps, map_similarity, pointing_game, relevance_mass
 from kdscope.stats import bootstrap_ci
 from kdscope.subject import Subject
 
@@ -33,52 +36,82 @@ and the fully randomised model is below this value: its maps depend on the weigh
 
 @dataclass
 class SanityStep:
-    """Similarity of the maps after one randomisation step to the original maps: (mean, low, high) per metric."""
+    """Similarity of the maps after one randomisation step to the original maps: (mean, low, high) per metric over
+    the images where both maps vary; `degenerate` counts the images where one of them is constant (no ranking)."""
 
     step: int
     layers: list[str]
     similarity: dict[str, tuple[float, float, float]]
+    degenerate: int = 0
 
 
 @dataclass
 class SanityResult:
+    """A check's steps and verdict: 'pass', 'fail' or 'inconclusive' (most final maps constant), with the reason.
+    `randomised_share` is the share of the model's parameters the full randomisation redrew; `random_vs_random`
+    compares the maps of two differently seeded, fully randomised models: when those agree as much as the trained
+    model agrees with either, the maps follow the architecture and input size, not the weights."""
+
     method: str
     kind: str
     steps: list[SanityStep] = field(default_factory=list)
     verdict: str = ""
+    reason: str = ""
+    images: int = 0
+    randomised_share: float | None = None
+    random_vs_random: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "kind": self.kind, "verdict": self.verdict, "threshold": PASS_THRESHOLD,
-                "steps": [{"step": s.step, "layers": s.layers, "similarity": {k: list(v) for k, v in
-                                                                            s.similarity.items()}}
-                          for s in self.steps]}
+        return {"method": self.method, "kind": self.kind, "verdict": self.verdict, "reason": self.reason,
+                "threshold": PASS_THRESHOLD, "images": self.images, "randomised_share": self.randomised_share,
+                "random_vs_random": None if self.random_vs_random is None else list(self.random_vs_random),
+                "steps": [{"step": s.step, "layers": s.layers, "degenerate": s.degenerate,
+                           "similarity": {k: list(v) for k, v in s.similarity.items()}} for s in self.steps]}
+
+
+NORMALISATION_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d,
+                        nn.InstanceNorm2d, nn.InstanceNorm3d)
+_NORMALISATION_NAMES = {cls.__name__ for cls in NORMALISATION_LAYERS}
 
 
 def randomizable_layers(model: nn.Module) -> list[str]:
-    """Conv2d and Linear layers in definition order (input to logits; a TorchScript module's by their original
-    class); for an int8 twin, its int8 weight constants in graph order."""
+    """Conv2d, Linear and normalisation layers in definition order (input to logits; a TorchScript module's by
+    their original class): Adebayo's end point is a randomly initialised network, and a trained BatchNorm left in
+    place keeps the trained model's per-channel scales. For an int8 twin, its int8 weight constants in graph order
+    (its normalisations are folded into them)."""
     if isinstance(model, fx.GraphModule) and _int8_weights(model):
         return list(_int8_weights(model))
     if isinstance(model, fx.GraphModule):
         return _graph_layers(model)
-    return [name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear)) or
-            getattr(module, "original_name", None) in ("Conv2d", "Linear")]
+    return [name for name, module in model.named_modules() if _has_weights(module) and (
+        isinstance(module, (nn.Conv2d, nn.Linear, *NORMALISATION_LAYERS)) or
+        getattr(module, "original_name", None) in ("Conv2d", "Linear", *_NORMALISATION_NAMES))]
 
 
-_WEIGHTED_OPS = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default, torch.ops.aten.convolution.default)
+def _has_weights(module: nn.Module) -> bool:
+    """A layer with something to randomise (a normalisation without affine parameters or running statistics has
+    nothing)."""
+    return any(True for _ in module.parameters(recurse=False)) or getattr(module, "running_mean", None) is not None
+
+
+_WEIGHTED_OPS = {torch.ops.aten.conv2d.default, torch.ops.aten.linear.default, torch.ops.aten.convolution.default,
+                 torch.ops.aten.batch_norm.default, torch.ops.aten._native_batch_norm_legit_no_training.default,
+                 torch.ops.aten.layer_norm.default, torch.ops.aten.group_norm.default}
 
 
 def _graph_layers(graph_module: fx.GraphModule) -> list[str]:
-    """The modules holding the weights of a graph's convolutions and linear maps, in graph order (an exported
-    program keeps its parameters in plain container modules, not Conv2d or Linear)."""
+    """The modules holding the weights of a graph's convolutions, linear maps and normalisations, in graph order
+    (an exported program keeps its parameters in plain container modules, not Conv2d or BatchNorm2d)."""
     layers = []
     for node in graph_module.graph.nodes:
-        if node.op == "call_function" and node.target in _WEIGHTED_OPS and len(node.args) > 1:
-            weight = node.args[1]
+        if node.op != "call_function" or node.target not in _WEIGHTED_OPS:
+            continue
+        for weight in node.args[1:3]:
             if isinstance(weight, fx.Node) and weight.op == "get_attr" and weight.target.endswith(".weight"):
                 layer = weight.target.removesuffix(".weight")
                 if layer not in layers:
                     layers.append(layer)
+                break
     return layers
 
 
@@ -92,6 +125,9 @@ def randomize(model: nn.Module, names: list[str], seed: int) -> int:
     modules = dict(model.named_modules())
     for offset, name in enumerate(names):
         module = modules[name]
+        if _is_normalisation(module):
+            _initial_normalisation(module)
+            continue
         generator = torch.Generator().manual_seed(seed + 7919 * offset)
         weight = weight_of(module)
         fan_in = weight[0].numel()
@@ -106,6 +142,23 @@ def randomize(model: nn.Module, names: list[str], seed: int) -> int:
     return len(names)
 
 
+def _is_normalisation(module: nn.Module) -> bool:
+    """A normalisation layer, also as a TorchScript module or an exported graph's plain container: one scale per
+    channel (a 1-D weight) or running statistics."""
+    weight = getattr(module, "weight", None)
+    return (isinstance(module, NORMALISATION_LAYERS) or getattr(module, "original_name", None) in _NORMALISATION_NAMES
+            or getattr(module, "running_mean", None) is not None
+            or (isinstance(weight, torch.Tensor) and weight.ndim == 1))
+
+
+def _initial_normalisation(module: nn.Module) -> None:
+    """A normalisation layer as PyTorch initialises it: scale 1, shift 0, running mean 0 and variance 1."""
+    for name, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
+        tensor = getattr(module, name, None)
+        if isinstance(tensor, torch.Tensor):
+            tensor.fill_(value)
+
+
 def cascading_randomization(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, method: str = "gradcam",
                             seed: int = 0, order: str = "top_down", **params: object) -> SanityResult:
     """Randomise the top 1, 2, ... layers (or, with order='bottom_up', the first 1, 2, ... from the input) and
@@ -118,11 +171,53 @@ def cascading_randomization(subject: Subject, x: torch.Tensor, target: torch.Ten
     sequence = layers[::-1] if order == "top_down" else layers
     for step in range(1, len(layers) + 1):
         chosen = sequence[:step]
-        result.steps.append(SanityStep(step, chosen, _compare(subject, chosen, x, target, method, params, original,
-                                                              seed)))
-    full = result.steps[-1].similarity["spearman_abs"][0]
-    result.verdict = "pass" if full < PASS_THRESHOLD else "fail"
+        result.steps.append(SanityStep(step, chosen, *_compare(subject, chosen, x, target, method, params, original,
+                                                               seed)))
+    result.images = len(x)
+    result.randomised_share = randomised_share(subject.gradient_model, layers)
+    first_random = _maps_after(subject, layers, x, target, method, params, seed)
+    second_random = _maps_after(subject, layers, x, target, method, params, seed + 1)
+    result.random_vs_random = _summarise(map_similarity(first_random, second_random))["spearman_abs"]
+    result.verdict, result.reason = judge(result)
     return result
+
+
+def randomised_share(model: nn.Module, layers: list[str]) -> float:
+    """Share of the model's parameter and running-statistic values that lie in the randomised layers."""
+    if isinstance(model, fx.GraphModule) and _int8_weights(model):
+        total = sum(t.numel() for t in model.state_dict().values() if t.dtype == torch.int8)
+        return sum(getattr(model, name).numel() for name in layers) / max(total, 1)
+    modules = dict(model.named_modules())
+
+    def values(module: nn.Module) -> int:
+        statistics = [t for name, t in module.named_buffers(recurse=False) if name.startswith("running_")]
+        return sum(t.numel() for t in (*module.parameters(recurse=False), *statistics) if t.is_floating_point())
+
+    total = sum(values(m) for m in modules.values())
+    return sum(values(modules[name]) for name in layers) / max(total, 1)
+
+
+def judge(result: SanityResult) -> tuple[str, str]:
+    """(verdict, why) from the last step, the degenerate maps, the coverage and the random-vs-random control."""
+    last = result.steps[-1]
+    full = last.similarity["spearman_abs"][0]
+    if last.degenerate * 2 > result.images or full != full:
+        return "inconclusive", (f"{last.degenerate} of {result.images} maps are constant with every layer "
+                                "randomised: they have no ranking to compare")
+    if result.kind == "data":
+        alike = "unlike" if full < PASS_THRESHOLD else "as alike as"
+        return ("pass" if full < PASS_THRESHOLD else "fail"), (
+            f"the maps of the model trained on random labels are {alike} the real model's (Spearman |map| {full:.2f})")
+    if full < PASS_THRESHOLD:
+        return "pass", f"the maps change when the weights are randomised (Spearman |map| {full:.2f})"
+    control = result.random_vs_random[0] if result.random_vs_random else float("nan")
+    if result.randomised_share is not None and result.randomised_share < 0.99:
+        return "fail", (f"only {result.randomised_share:.0%} of the model's weights were randomised: the rest "
+                        "(layers kdscope cannot randomise) may carry the maps")
+    if control == control and control >= PASS_THRESHOLD:
+        return "fail", (f"two differently randomised models give maps as alike as each is to the trained model's "
+                        f"(Spearman {control:.2f}): the maps follow the architecture and input size, not the weights")
+    return "fail", f"the maps survive randomisation of every layer (Spearman |map| {full:.2f})"
 
 
 def independent_randomization(subject: Subject, x: torch.Tensor, target: torch.Tensor, *,
@@ -132,8 +227,8 @@ def independent_randomization(subject: Subject, x: torch.Tensor, target: torch.T
     original = explain(subject, x, target, method=method, **params).maps_2d
     result = SanityResult(method, "independent")
     for step, layer in enumerate(layers, start=1):
-        result.steps.append(SanityStep(step, [layer], _compare(subject, [layer], x, target, method, params, original,
-                                                               seed)))
+        result.steps.append(SanityStep(step, [layer], *_compare(subject, [layer], x, target, method, params,
+                                                                original, seed)))
     return result
 
 
@@ -143,8 +238,10 @@ def data_randomization(subject: Subject, random_label_subject: Subject, x: torch
     original = explain(subject, x, target, method=method, **params).maps_2d
     other = explain(random_label_subject, x, target, method=method, **params).maps_2d
     result = SanityResult(method, "data")
-    result.steps.append(SanityStep(1, ["random labels"], _summarise(map_similarity(original, other))))
-    result.verdict = "pass" if result.steps[0].similarity["spearman_abs"][0] < PASS_THRESHOLD else "fail"
+    result.steps.append(SanityStep(1, ["random labels"], _summarise(map_similarity(original, other)),
+                                   int(degenerate_maps(original, other).sum())))
+    result.images = len(x)
+    result.verdict, result.reason = judge(result)
     return result
 
 
@@ -174,20 +271,27 @@ def _randomize_int8(graph_module: fx.GraphModule, names: list[str], seed: int) -
 def _layers_or_fail(subject: Subject) -> list[str]:
     layers = randomizable_layers(subject.gradient_model)
     if not layers:
-        raise ValueError(f"{subject.name} has no Conv2d or Linear layer to randomise: zero layers randomised, so "
-                         "the check would compare the model with itself")
+        raise ValueError(f"{subject.name} has no Conv2d, Linear or normalisation layer to randomise: zero layers "
+                         "randomised, so the check would compare the model with itself")
     return layers
 
 
 def _compare(subject: Subject, layers: list[str], x: torch.Tensor, target: torch.Tensor, method: str, params: dict,
-             original: torch.Tensor, seed: int) -> dict[str, tuple[float, float, float]]:
+             original: torch.Tensor, seed: int) -> tuple[dict[str, tuple[float, float, float]], int]:
+    """(similarity of the maps after randomising `layers` to the original ones, images with a constant map)."""
+    maps = _maps_after(subject, layers, x, target, method, params, seed)
+    return _summarise(map_similarity(original, maps)), int(degenerate_maps(original, maps).sum())
+
+
+def _maps_after(subject: Subject, layers: list[str], x: torch.Tensor, target: torch.Tensor, method: str,
+                params: dict, seed: int) -> torch.Tensor:
+    """The method's maps on a copy of the model with `layers` randomised."""
     model = _copy_model(subject.gradient_model)
     if randomize(model, layers, seed) == 0:
         raise RuntimeError("zero layers were randomised")
     randomized = Subject(model, name=f"{subject.name}_randomized", mean=_listed(subject.mean),
                          std=_listed(subject.std), input_range=subject.input_range)
-    maps = explain(randomized, x, target, method=method, **params).maps_2d
-    return _summarise(map_similarity(original, maps))
+    return explain(randomized, x, target, method=method, **params).maps_2d
 
 
 def _copy_model(model: nn.Module) -> nn.Module:
@@ -206,7 +310,10 @@ def _copy_model(model: nn.Module) -> nn.Module:
 
 
 def _summarise(per_image: dict[str, np.ndarray]) -> dict[str, tuple[float, float, float]]:
-    return {metric: bootstrap_ci(per_image[metric]) for metric in METRICS}
+    """(mean, low, high) per metric over the images where it is defined (NaN: a constant map, counted apart)."""
+    nan = (float("nan"),) * 3
+    return {metric: bootstrap_ci(values[np.isfinite(values)]) if np.isfinite(values).any() else nan
+            for metric, values in per_image.items() if metric in METRICS}
 
 
 def _listed(values: torch.Tensor | None) -> list[float] | None:

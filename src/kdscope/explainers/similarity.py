@@ -12,8 +12,16 @@ from scipy.stats import spearmanr
 METRICS = ("spearman_abs", "spearman_signed", "ssim", "hog")
 
 
+def degenerate_maps(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
+    """Per image: is either map constant? A constant map has no ranking, so its rank correlation is undefined
+    (NaN in `map_similarity`), neither 'unchanged' nor 'completely changed'."""
+    a, b = (m.detach().float().abs().flatten(1).cpu() for m in (first, second))
+    return ((a.amax(1) == a.amin(1)) | (b.amax(1) == b.amin(1))).numpy()
+
+
 def map_similarity(first: torch.Tensor, second: torch.Tensor) -> dict[str, np.ndarray]:
-    """Per-image similarity of two (N, H, W) map batches, every metric in METRICS."""
+    """Per-image similarity of two (N, H, W) map batches, every metric in METRICS; rank and HOG correlations are
+    NaN for an image where either map is constant (see `degenerate_maps`)."""
     a, b = first.detach().float().cpu().numpy(), second.detach().float().cpu().numpy()
     if a.shape != b.shape or a.ndim != 3:
         raise ValueError(f"need two (N, H, W) map batches of one shape, got {a.shape} and {b.shape}")
@@ -58,13 +66,13 @@ def relevance_mass(maps: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 0.0
+        return float("nan")
     return float(spearmanr(a.ravel(), b.ravel()).statistic)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 0.0
+        return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
 
 
