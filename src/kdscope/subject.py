@@ -119,7 +119,7 @@ class Subject:
         requires_grad = [p.requires_grad for p in params]
         for m, mode in zip(modules, modes):
             if mode:
-                m.__dict__["training"] = False
+                _set_training(m, False)
         self._guard_depth = 1
         try:
             yield self
@@ -127,7 +127,7 @@ class Subject:
             self._guard_depth = 0
             for m, mode, (ids, flags) in zip(modules, modes, hooks):
                 if m.training != mode:
-                    m.__dict__["training"] = mode
+                    _set_training(m, mode)
                 _drop_leaked_hooks(m, ids, flags)
             for p, flag in zip(params, requires_grad):
                 if p.requires_grad != flag:
@@ -294,6 +294,15 @@ def _channel_vector(values: Sequence[float] | None, what: str, device: torch.dev
     if tensor.numel() == 0 or not bool(torch.isfinite(tensor).all()):
         raise ValueError(f"{what} must be one finite value per channel, or a single value for all, got {values}")
     return tensor.view(1, -1, 1, 1)
+
+
+def _set_training(module: nn.Module, mode: bool) -> None:
+    """One module's own mode, not its children's. Written into `__dict__` because torch.export programs refuse
+    `train()`; a TorchScript module keeps the flag in its compiled object, so there it goes through setattr."""
+    if isinstance(module, torch.jit.ScriptModule):
+        module.training = mode
+    else:
+        module.__dict__["training"] = mode
 
 
 def _all_modules(*roots: nn.Module | None) -> list[nn.Module]:
