@@ -40,7 +40,7 @@ def main() -> None:
     results = audit(subjects, test_data, Plan(images=512, stages=STAGES), progress=False)
     total = time.perf_counter() - start
     start = time.perf_counter()
-    html = write_report(results, "runs/bench_audit")
+    html = write_report(results, "runs/bench_audit", overwrite=True)
     render = time.perf_counter() - start
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"seconds": seconds, "total": total, "images": 512, "report_seconds": render,

@@ -187,3 +187,24 @@ def test_explain_and_sanity_write_their_reports(tmp_path):
                                                           ("gradcam", "cascading"), ("gradcam", "data")]
     refused = runner.invoke(main, ["explain", "--model", model, "--methods", "lime", "--out", str(tmp_path)])
     assert refused.exit_code == 2 and "unknown method" in refused.output
+
+
+def test_models_lists_unreadable_checkpoints_with_the_reason_instead_of_crashing(tmp_path):
+    import torch
+
+    from kdscope import Subject, zoo
+    from kdscope.checkpoint import save_checkpoint
+
+    model = zoo.build("student", 10, seed=0, width=2)
+    for name in ("good", "unsafe", "truncated"):
+        save_checkpoint(tmp_path / name, Subject(model, name=name, mean=[0.5] * 3, std=[0.25] * 3))
+    torch.save(model, tmp_path / "unsafe.pt")  # a whole pickled module: loading it could run code
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:100])
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    result = CliRunner().invoke(main, ["models", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
+    assert set(rows) == {"good", "unsafe", "truncated"}
+    assert rows["good"][5] == f"{sum(p.numel() for p in model.parameters()):,d}" and rows["unsafe"][5] == "-"
+    assert "unsafe.pt: parameters not counted: refusing to unpickle" in result.stderr
+    assert "truncated.pt: parameters not counted" in result.stderr

@@ -4,17 +4,22 @@ images as WebP data URIs, user strings escaped, under the size budget, and rebui
 from __future__ import annotations
 
 import base64
+import errno
+import hashlib
 import json
 import re
 from html import unescape
 
 import cv2
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from plotly.offline import get_plotlyjs
 
+from kdscope import Subject, zoo
+from kdscope.audit import Plan, audit
 from kdscope.cli import main
-from kdscope.reports import SIZE_BUDGET_BYTES, render_html
+from kdscope.reports import SIZE_BUDGET_BYTES, findings, render_html, write_report
 from kdscope.reports.images import overlay, shared_scale
 from kdscope.results import Results
 
@@ -92,3 +97,93 @@ def test_a_partial_audit_still_renders_and_says_what_did_not_run(tiny_demo):
     for stage in ("cams", "gallery", "sanity", "attacks", "cka", "probes"):
         assert f"The '{stage}' stage was not in this audit's plan." in page
     assert "No pass/fail checks were given" in page
+
+
+def _results_file(tiny_demo, folder):
+    """A copy of the demo's results.json in its own folder, so a test may write beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "results.json"
+    path.write_bytes((tiny_demo.html.parent / "results.json").read_bytes())
+    return path
+
+
+def test_report_never_replaces_a_json_it_did_not_write_without_force(tiny_demo, tmp_path):
+    source = _results_file(tiny_demo, tmp_path / "audit")
+    metadata = tmp_path / "teacher.json"
+    metadata.write_text('{"format": "kdscope-checkpoint", "name": "teacher"}')
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.json").write_text(tiny_demo.results.to_json().replace('"kd_student"', '"another"'))
+    for out, kept in ((tmp_path / "teacher.html", metadata), (other, other / "results.json")):
+        before = kept.read_bytes()
+        refused = CliRunner().invoke(main, ["report", str(source), "--out", str(out)])
+        assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit)
+        assert str(kept) in refused.output and "--force" in refused.output and "--out" in refused.output
+        assert kept.read_bytes() == before and not (tmp_path / "teacher.html").exists()
+    forced = CliRunner().invoke(main, ["report", str(source), "--out", str(tmp_path / "teacher.html"), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert metadata.read_bytes() == source.read_bytes()
+
+
+def test_report_rebuilt_in_the_folder_of_its_json_leaves_the_json_alone(tiny_demo, tmp_path):
+    source = _results_file(tiny_demo, tmp_path)
+    before = source.stat().st_mtime_ns
+    result = CliRunner().invoke(main, ["report", str(source), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "index.html").read_text() == tiny_demo.html.read_text()
+    assert source.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("failing", [".html", ".json"])
+def test_a_full_disk_leaves_neither_file_half_written_nor_alone(tiny_demo, tmp_path, monkeypatch, failing):
+    from kdscope import io
+
+    staged = io._staged
+
+    def full_disk(path, write):
+        if path.suffix == failing:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return staged(path, write)
+
+    monkeypatch.setattr(io, "_staged", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_report(tiny_demo.results, tmp_path / "report.html")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_csp_runs_only_the_pages_own_scripts_by_hash(tiny_demo):
+    html = tiny_demo.html.read_text()
+    policy = dict(directive.strip().split(" ", 1) for directive in
+                  re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1).split(";"))
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    assert len(scripts) == 2 and "Plotly.newPlot" in scripts[1]
+    own = {f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts}
+    assert set(policy["script-src"].split()) == own
+    assert "unsafe" not in policy["script-src"] and "nonce" not in policy["script-src"]
+    injected = f"'sha256-{base64.b64encode(hashlib.sha256(b'alert(1)').digest()).decode()}'"
+    assert injected not in policy["script-src"]
+    assert policy["default-src"] == policy["base-uri"] == policy["form-action"] == "'none'"
+
+
+def test_report_on_results_with_missing_keys_says_which_key(tiny_demo, tmp_path):
+    record = json.loads(tiny_demo.results.to_json())
+    del record["stages"]["predictions"]["versus_teacher"]
+    (tmp_path / "stage.json").write_text(json.dumps(record))
+    del record["models"]
+    (tmp_path / "top.json").write_text(json.dumps(record))
+    for name, key in (("stage.json", "'versus_teacher'"), ("top.json", "'models'")):
+        result = CliRunner().invoke(main, ["report", str(tmp_path / name), "--out", str(tmp_path / "out.html")])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert key in result.output and "rerun the audit" in result.output
+    assert not (tmp_path / "out.html").exists()
+
+
+def test_the_headline_counts_the_images_audited_not_the_plans_cap(trained_tiny_teacher, tiny_world):
+    teacher = trained_tiny_teacher
+    student = Subject(zoo.build("student", 10, seed=1, width=2), name="student", mean=teacher.mean.flatten().tolist(),
+                      std=teacher.std.flatten().tolist())
+    results = audit([teacher, student], tiny_world[1].subset(range(10)),
+                    Plan(images=100_000, stages=("predictions",)), progress=False)
+    assert results.stages["predictions"]["images"] == 10
+    assert findings(results)[0].endswith("on 10 audit images.")
+    assert "100000" not in " ".join(findings(results))

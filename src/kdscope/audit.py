@@ -18,14 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from kdscope import __version__
+from kdscope.audit_cache import read_cached_stage, write_cached_stage
 from kdscope.audit_stages import STAGE_FUNCTIONS
-from kdscope.checkpoint import atomic_write
 from kdscope.compare.cka import as_rows
 from kdscope.compress.lineage import cpu_latency_ms, state_dict_bytes
 from kdscope.data.imageset import ImageSet
+from kdscope.data.sampling import stratified_sample
+from kdscope.inputs import prepare_data, reference_subject
+from kdscope.plan_checks import check_attack, check_int, check_layers, check_names, check_positive_numbers
+from kdscope.progress import progress_bar, progress_line
 from kdscope.results import Results
 from kdscope.subject import Subject
 
@@ -51,23 +54,23 @@ class Plan:
     seed: int = 0
 
     def validate(self) -> None:
-        unknown = [stage for stage in self.stages if stage not in STAGES]
-        if unknown:
-            raise ValueError(f"unknown audit stages {unknown}; choose from {STAGES}")
-        if self.images < 4:
-            raise ValueError(f"an audit needs at least 4 images, got {self.images}")
-        if any(eps <= 0 for eps in self.robust_eps) or self.robust_images < 1 or self.gallery_images < 0:
-            raise ValueError("robust_eps must be positive, robust_images >= 1 and gallery_images >= 0")
+        """Every field's type and range, each error naming its key: checked before any stage runs."""
         from kdscope.attacks import ATTACKS
         from kdscope.explainers import METHODS
 
-        for config in self.attacks:
-            if not isinstance(config, dict) or config.get("attack") not in ATTACKS:
-                raise ValueError(f"each attack is a table with an 'attack' name from {sorted(ATTACKS)} and its "
-                                 f"parameters, got {config!r}")
-        unknown = [m for m in (*self.explainers, *self.sanity_methods) if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown explainers {unknown}; choose from {sorted(METHODS)}")
+        check_int("images", self.images, 4)
+        check_int("robust_images", self.robust_images, 1)
+        check_int("gallery_images", self.gallery_images, 0)
+        check_int("seed", self.seed, 0)
+        check_names("stages", self.stages, STAGES)
+        check_names("explainers", self.explainers, list(METHODS))
+        check_names("sanity_methods", self.sanity_methods, list(METHODS))
+        check_positive_numbers("robust_eps", self.robust_eps)
+        check_layers(self.cka_layers)
+        if not isinstance(self.attacks, (list, tuple)):
+            raise ValueError(f"plan key 'attacks' must be a list of attack tables, got {self.attacks!r}")
+        for index, config in enumerate(self.attacks):
+            check_attack(index, config, ATTACKS)
 
     @classmethod
     def from_mapping(cls, values: dict) -> Plan:
@@ -83,31 +86,42 @@ class Plan:
 
 
 def audit(subjects: Sequence[Subject], data: ImageSet, plan: Plan = Plan(), *, cache: str | Path | None = None,
-          progress: bool = True) -> Results:
+          progress: bool = True, class_names: Sequence[str] | None = None) -> Results:
     """Run the plan. The first Subject with role 'teacher' (else the first) is the reference; a Subject with role
-    'independent_student' is the control for the distilled one ('student')."""
+    'independent_student' is the control for the distilled one ('student').
+
+    Before any stage: the data's classes are matched by name to the teacher's (or to `class_names`, the models'
+    classes in output order), every model must give the same number of class scores, and the audit images are a
+    seeded sample of `plan.images`, stratified by class."""
     plan.validate()
+    subjects = list(subjects)
+    if not subjects:
+        raise ValueError("audit needs at least one Subject")
     if len({s.name for s in subjects}) != len(subjects):
         raise ValueError(f"Subjects need distinct names, got {[s.name for s in subjects]}")
-    images = data.subset(range(min(plan.images, len(data))))
-    context = _Context(list(subjects), images, plan)
+    data, warnings = prepare_data(subjects, data, class_names)
+    chosen = stratified_sample(data.labels, plan.images, plan.seed)
+    images = data.subset(chosen)
+    context = _Context(subjects, images, plan)
+    sample = (f"all {len(data)} images" if len(chosen) == len(data) else
+              f"{len(chosen)} of {len(data)} images, a seeded sample (seed {plan.seed}) stratified by class")
     results = Results(models=[_model_record(s, tuple(images.image_shape)) for s in subjects],
-                      plan=_plain(asdict(plan)), data=images.description)
-    for stage in tqdm(plan.stages, desc="audit", disable=not progress):
+                      plan=_plain(asdict(plan)),
+                      data={**images.description, "images_audited": len(images), "sample": sample,
+                            "warnings": warnings})
+    for stage in progress_bar(plan.stages, desc="audit", disable=not progress):
         path = Path(cache) / f"{stage}.json" if cache is not None else None
         key = context.key(stage)
-        if path is not None and path.exists():
-            stored = json.loads(path.read_text())
-            if stored.get("key") == key:
-                results.stages[stage] = stored["result"]
-                continue
+        stored = read_cached_stage(path, key) if path is not None else None
+        if stored is not None:
+            results.stages[stage] = stored
+            continue
         if progress:
-            tqdm.write(f"audit: {stage}")
+            progress_line(f"audit: {stage}")
         result = _plain(STAGE_FUNCTIONS[stage](context))
         results.stages[stage] = result
         if path is not None:
-            record = json.dumps({"key": key, "result": result}).encode()
-            atomic_write(path, lambda f, r=record: f.write(r))
+            write_cached_stage(path, key, result)
     return results
 
 
@@ -117,7 +131,7 @@ class _Context:
     def __init__(self, subjects: list[Subject], images: ImageSet, plan: Plan) -> None:
         self.subjects, self.images, self.plan = subjects, images, plan
         self.x, self.y = images.images(), images.targets()
-        self.teacher = next((s for s in subjects if s.role == "teacher"), subjects[0])
+        self.teacher = reference_subject(subjects)
         self.others = [s for s in subjects if s is not self.teacher]
         self.distilled = next((s for s in subjects if s.role == "student"), None)
         self.independent = next((s for s in subjects if s.role == "independent_student"), None)
@@ -125,9 +139,14 @@ class _Context:
         self._maps: dict[tuple[str, str], torch.Tensor] = {}
 
     def key(self, stage: str) -> str:
+        """Everything that changes a stage's result: plan, models (weights, normalisation, input range, classes),
+        and the images with their labels and class order. The device is left out: results do not depend on it."""
         fingerprint = {"stage": stage, "plan": _plain(asdict(self.plan)), "kdscope": __version__,
-                       "models": [[s.name, s.role, _weights_digest(s)] for s in self.subjects],
-                       "images": hashlib.sha256(self.images.pixels.tobytes()).hexdigest()}
+                       "models": [[s.name, s.role, _weights_digest(s), _listed(s.mean), _listed(s.std),
+                                   list(s.input_range), list(s.class_names or [])] for s in self.subjects],
+                       "images": hashlib.sha256(self.images.pixels.tobytes()).hexdigest(),
+                       "labels": hashlib.sha256(self.images.labels.astype("<i8").tobytes()).hexdigest(),
+                       "classes": list(self.images.class_names)}
         return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
 
     def forward(self, subject: Subject) -> dict:
@@ -198,6 +217,10 @@ def _auto_layers(subject: Subject, x: torch.Tensor, count: int = 4) -> list[str]
     if len(spatial) <= count:
         return spatial
     return [spatial[round(i * (len(spatial) - 1) / (count - 1))] for i in range(count)]
+
+
+def _listed(values: torch.Tensor | None) -> list[float] | None:
+    return None if values is None else [float(v) for v in values.flatten()]
 
 
 def _weights_digest(subject: Subject) -> str:

@@ -35,7 +35,7 @@ def _predictions(context: _Context) -> dict:
     teacher = context.forward(context.teacher)["probabilities"]
     versus = {s.name: agreement(teacher, context.forward(s)["probabilities"]) for s in context.others}
     return {"models": per_model, "versus_teacher": versus, "teacher": context.teacher.name,
-            "control": context.independent.name if context.independent else None}
+            "control": context.independent.name if context.independent else None, "images": len(y)}
 
 
 def _cka(context: _Context) -> dict:

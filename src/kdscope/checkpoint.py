@@ -7,9 +7,7 @@ Everything is loaded with `weights_only=True`: a checkpoint is data, never code.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kdscope.io import atomic_write  # lived here; kdscope.io has no torch, so reports can use it
 from kdscope.subject import Subject
 
 FORMAT = "kdscope-checkpoint"
@@ -81,21 +80,25 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     if not meta_path.exists():
         raise FileNotFoundError(f"no kdscope metadata at {meta_path}; a kdscope checkpoint is NAME.pt + NAME.json")
     metadata = json.loads(meta_path.read_text())
-    if metadata.get("format") != FORMAT:
-        raise ValueError(f"{meta_path} is not a kdscope checkpoint (format={metadata.get('format')!r})")
+    found = metadata.get("format") if isinstance(metadata, dict) else f"a JSON {type(metadata).__name__}"
+    if found != FORMAT:
+        raise ValueError(f"{meta_path} is not a kdscope checkpoint (format={found!r})")
     if metadata.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{meta_path} was written by a newer kdscope (format {metadata['format_version']}); upgrade")
     return metadata
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load tensors only; a file that needs code execution to unpickle is refused with an explanation."""
+    """Load tensors only; a file that needs code execution to unpickle is refused with an explanation, and a file
+    that cannot be read at all (truncated, not a torch file) is called corrupt rather than unsafe."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
     except Exception as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise UnsafeCheckpointError(path, error) from error
+        if "Weights only load failed" in str(error):
+            raise UnsafeCheckpointError(path, error) from error
+        raise CorruptCheckpointError(path, error) from error
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -104,9 +107,23 @@ class UnsafeCheckpointError(RuntimeError):
     def __init__(self, path: str | Path, cause: Exception) -> None:
         super().__init__(
             f"refusing to unpickle {path}: it is not plain tensors and loading it could run code from the file "
-            f"({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}). If you trust its "
-            "source, pass trust=True (CLI: --trust-checkpoint); better, save a state_dict instead."
+            f"({type(cause).__name__}: {_first_line(cause)}). If you trust its source, pass trust=True "
+            "(CLI: --trust-checkpoint); better, save a state_dict instead."
         )
+
+
+class CorruptCheckpointError(ValueError):
+    """A model file that cannot be read at all: truncated, damaged, or not written by torch.save."""
+
+    def __init__(self, path: str | Path, cause: Exception) -> None:
+        super().__init__(f"cannot read {path}: the file is truncated or damaged, or was not written by torch.save "
+                         f"({type(cause).__name__}: {_first_line(cause)}). Save or copy it again.")
+
+
+def _first_line(error: Exception) -> str:
+    """The line of torch's message that names the cause (for weights-only refusals, the forbidden global)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return next((line for line in lines if "GLOBAL" in line), lines[0] if lines else "")
 
 
 def save_resume_state(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -144,20 +161,6 @@ def load_resume_state(path: str | Path, model: nn.Module, optimizer: torch.optim
     if isinstance(loss_hook, nn.Module):
         loss_hook.load_state_dict(state["loss_hook"])
     return {"epoch": int(state["epoch"]), "history": json.loads(state["history"])}
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _json_default(value: Any) -> Any:

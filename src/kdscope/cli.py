@@ -12,7 +12,7 @@ from kdscope import __version__, zoo
 from kdscope.augment import Augment
 from kdscope.cli_attack import attack_command
 from kdscope.cli_audit import audit_command, demo_command, report_command
-from kdscope.cli_common import floats, fmt, image_size_option, load_data
+from kdscope.cli_common import ModelSource, fmt, image_size_option, load_data, model_source_options
 from kdscope.cli_compress import compress
 from kdscope.cli_explain import explain_command, sanity_command
 from kdscope.data import VARIANTS
@@ -97,45 +97,48 @@ def train_command(arch: str, width: int | None, data_spec: str, eval_spec: str |
 @main.command("evaluate")
 @click.option("--model", "reference", required=True,
               help="kdscope checkpoint, TorchScript file, .pt2 export archive, or package.module:function.")
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="state_dict for a module:function model.")
+@model_source_options
 @click.option("--data", "data_spec", default="probeworld", show_default=True)
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
-@click.option("--n", type=click.IntRange(1), default=None, help="Cap on images.")
+@click.option("--n", type=click.IntRange(1), default=None, help="Cap on images (a seeded sample, stratified by class).")
 @image_size_option
-@click.option("--mean", type=str, default=None, help="Per-channel mean, comma-separated (overrides the checkpoint).")
-@click.option("--std", type=str, default=None, help="Per-channel std, comma-separated (overrides the checkpoint).")
-@click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling (runs code from the file).")
-def evaluate_command(reference: str, weights: str | None, data_spec: str, split: str, n: int | None,
-                     image_size: int | None, mean: str | None, std: str | None, trust_checkpoint: bool) -> None:
-    """Load any model as a Subject and print its accuracy with a 95% bootstrap interval."""
-    from kdscope.loading import load_subject
+def evaluate_command(reference: str, source: ModelSource, data_spec: str, split: str, n: int | None,
+                     image_size: int | None) -> None:
+    """Load any model as a Subject and print its accuracy with a 95% bootstrap interval, on data whose classes
+    are matched to the model's by name."""
+    from kdscope.data.sampling import stratified_sample
     from kdscope.stats import bootstrap_ci
 
-    data_set = load_data(data_spec, split, n, image_size, 0)
+    rendered = n if data_spec.partition(":")[0] == "probeworld" else None
+    data_set = load_data(data_spec, split, rendered, image_size, 0)
+    subject = source.load(reference)
+    data_set = source.fit([subject], data_set)
+    if n is not None:
+        data_set = data_set.subset(stratified_sample(data_set.labels, n, 0))
     try:
-        subject = load_subject(reference, weights=weights, mean=floats(mean), std=floats(std),
-                               trust=trust_checkpoint)
         correct = (subject.predict(data_set.images()) == data_set.targets()).numpy()
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, TypeError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
     accuracy, low, high = bootstrap_ci(correct)
     click.echo(json.dumps({"model": subject.name, "data": data_spec, "n": len(correct), "accuracy": accuracy,
-                           "accuracy_ci95": [low, high]}))
+                           "accuracy_ci95": [low, high], "class_order": data_set.description.get("class_order")}))
 
 
 @main.command("models")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def models_command(folder: Path) -> None:
-    """List the kdscope models in FOLDER with accuracy, size and latency (from their metadata)."""
+    """List the kdscope models in FOLDER with accuracy, size and latency (from their metadata); a checkpoint that
+    cannot be read is listed with the reason below the table rather than stopping the listing."""
     from kdscope.checkpoint import read_metadata
-    from kdscope.loading import load_subject
 
-    rows = []
+    rows, problems = [], []
     for meta_path in sorted(folder.glob("*.json")):
         try:
             meta = read_metadata(meta_path)
         except ValueError:
+            continue
+        except OSError as error:
+            problems.append(f"{meta_path.name}: cannot read it ({error.strerror or error})")
             continue
         lineage = meta.get("lineage") or {}
         metrics = lineage.get("metrics") or meta.get("metrics") or {}
@@ -145,7 +148,8 @@ def models_command(folder: Path) -> None:
             continue
         parameters = metrics.get("parameters")
         if parameters is None:
-            parameters = sum(p.numel() for p in load_subject(weights).model.parameters())
+            parameters, problem = _parameter_count(weights)
+            problems += [f"{weights.name}: parameters not counted: {problem}"] if problem else []
         rows.append((meta.get("name", meta_path.stem), meta.get("role", "?"), lineage.get("method", "train"),
                      lineage.get("parent", "-"), metrics.get("accuracy"), parameters, metrics.get("sparsity"),
                      weights.stat().st_size, metrics.get("cpu_latency_ms")))
@@ -157,6 +161,19 @@ def models_command(folder: Path) -> None:
         click.echo(f"{name:<28}{role:<21}{method:<28}{str(parent)[:17]:<18}{fmt(accuracy, '.2%'):>9}"
                    f"{fmt(params, ',d'):>10}{fmt(sparsity, '.0%'):>9}{fmt(size and size / 1024, '.1f'):>9}"
                    f"{fmt(latency, '.2f'):>11}")
+    for problem in problems:
+        click.echo(problem, err=True)
+
+
+def _parameter_count(weights: Path) -> tuple[int | None, str | None]:
+    """(parameters, None), or (None, why) for a file that cannot be loaded safely: one bad checkpoint must not
+    hide the others in the listing."""
+    from kdscope.loading import load_subject
+
+    try:
+        return sum(p.numel() for p in load_subject(weights).model.parameters()), None
+    except (ValueError, TypeError, KeyError, OSError, RuntimeError, ImportError) as error:
+        return None, str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 main.add_command(compress)

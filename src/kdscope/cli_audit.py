@@ -10,10 +10,10 @@ import tomllib
 from pathlib import Path
 
 import click
-import numpy as np
 
-from kdscope.cli_common import floats, image_size_option, load_data
-from kdscope.data import ImageSet
+from kdscope.cli_common import ModelSource, floats, image_size_option, load_data, named_reference, weights_by_model
+from kdscope.data.classes import ClassMismatchError
+from kdscope.inputs import ModelInputError
 
 
 def read_plan_file(path: Path) -> tuple[dict, list[str]]:
@@ -36,62 +36,19 @@ def read_plan_file(path: Path) -> tuple[dict, list[str]]:
     return table, [checks] if isinstance(checks, str) else list(checks)
 
 
-def _named(reference: str) -> tuple[str | None, str]:
-    """'NAME=REF' names a model; a bare REF takes the name recorded in it or its file name."""
-    name, sep, rest = reference.partition("=")
-    return (name, rest) if sep and name.isidentifier() else (None, reference)
-
-
-def _load_models(teacher: str, references: list[tuple[str, str | None]], weights: dict[str, str],
-                 mean: list[float] | None, std: list[float] | None, trust: bool) -> list:
-    from kdscope.loading import load_subject
-
-    subjects = []
-    for reference, role in [(teacher, "teacher"), *references]:
-        name, target = _named(reference)
-        try:
-            subject = load_subject(target, name=name, role=role, weights=weights.get(name or ""), trust=trust)
-        except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as error:
-            raise click.ClickException(f"cannot load {reference!r}: {error}") from error
-        if subject.mean is None and mean is not None:
-            subject = load_subject(target, name=name, role=role, weights=weights.get(name or ""), trust=trust,
-                                   mean=mean, std=std)
-        subjects.append(subject)
+def load_models(references: list[tuple[str, str | None]], weight_files: tuple[str, ...],
+                source: ModelSource) -> list:
+    """Subjects for (reference, role) pairs, each --weights matched to exactly one model, --mean/--std given to
+    models that record no normalisation."""
+    named = [(*named_reference(reference), role) for reference, role in references]
+    weights = weights_by_model(weight_files, [(name, target) for name, target, _ in named])
+    subjects = [source.load(target, name=name, role=role, weights=weights.get(target)) for name, target, role in named]
     names = [s.name for s in subjects]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise click.UsageError(f"two models are named {duplicated}; name them with NAME=PATH, e.g. "
                                f"--student kd=runs/kd/model.pt")
     return subjects
-
-
-def in_class_order(data: ImageSet, class_names: tuple[str, ...] | None) -> ImageSet:
-    """The data relabelled to the models' class order when its classes are among the models' by name (a folder's
-    classes come sorted by name, and may hold only some of the classes); otherwise the data as it is."""
-    if not class_names or list(class_names) == list(data.class_names) or not set(data.class_names) <= set(
-            class_names):
-        return data
-    order = np.array([list(class_names).index(name) for name in data.class_names])
-    return ImageSet(pixels=data.pixels, labels=order[data.labels], class_names=tuple(class_names), masks=data.masks,
-                    extras=data.extras, description={**data.description, "relabelled": "to the teacher's class order"})
-
-
-def _check_inputs(subjects: list, data: ImageSet) -> None:
-    """Every model must take the data's images and give one score per class, before any stage starts."""
-    import torch
-
-    x = data.images(slice(0, 2))
-    for subject in subjects:
-        try:
-            with torch.no_grad():
-                classes = subject.logits(x).shape[-1]
-        except (RuntimeError, ValueError, TypeError) as error:
-            raise click.UsageError(f"{subject.name} cannot take the data's images {tuple(x.shape[1:])}: "
-                                   f"{str(error).splitlines()[0]}. Resize them with --image-size.") from error
-        if classes != data.num_classes:
-            raise click.UsageError(f"{subject.name} gives {classes} scores but the data has {data.num_classes} "
-                                   f"classes ({', '.join(data.class_names)}); give the models' classes in order "
-                                   "with --class-names so the folders can be matched to them by name")
 
 
 @click.command("audit")
@@ -101,7 +58,10 @@ def _check_inputs(subjects: list, data: ImageSet) -> None:
               help="The independent student: the student's architecture trained without the teacher.")
 @click.option("--model", "others", multiple=True, help="Any other model to compare (pruned, int8, ...).")
 @click.option("--weights", "weight_files", multiple=True, metavar="NAME=FILE",
-              help="state_dict for a module:function model named NAME.")
+              help="state_dict for the module:function model named NAME (a bare FILE when only one model is "
+                   "module:function).")
+@click.option("--random-weights", is_flag=True,
+              help="Audit module:function models given no --weights with their random initialisation, on purpose.")
 @click.option("--data", "data_spec", default="probeworld", show_default=True,
               help="A folder of class sub-folders, an .npz file, probeworld or digits.")
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
@@ -122,7 +82,8 @@ def _check_inputs(subjects: list, data: ImageSet) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/audit"),
               show_default=True)
 def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, ...], others: tuple[str, ...],
-                  weight_files: tuple[str, ...], data_spec: str, split: str, image_size: int | None,
+                  weight_files: tuple[str, ...], random_weights: bool, data_spec: str, split: str,
+                  image_size: int | None,
                   class_names: str | None, plan_path: Path | None, images: int | None, check_texts: tuple[str, ...],
                   mean: str | None, std: str | None, trust_checkpoint: bool, fresh: bool, quiet: bool,
                   out: Path) -> None:
@@ -142,25 +103,27 @@ def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, 
             parse_check(text)
     except (ValueError, TypeError) as error:
         raise click.UsageError(str(error)) from error
-    weights = dict(_named(item) for item in weight_files)
-    references = [*((r, "student") for r in students), *((r, "independent_student") for r in controls),
-                  *((r, None) for r in others)]
-    if not references:
+    references = [(teacher, "teacher"), *((r, "student") for r in students),
+                  *((r, "independent_student") for r in controls), *((r, None) for r in others)]
+    if len(references) == 1:
         raise click.UsageError("give at least one model to compare with the teacher (--student, --control, --model)")
-    subjects = _load_models(teacher, references, weights, floats(mean), floats(std), trust_checkpoint)
-    names = tuple(n.strip() for n in class_names.split(",")) if class_names else subjects[0].class_names
-    data = in_class_order(load_data(data_spec, split, None, image_size, 0), names)
-    _check_inputs(subjects, data)
+    source = ModelSource(None, random_weights, floats(mean), floats(std), None, trust_checkpoint)
+    subjects = load_models(references, weight_files, source)
+    names = tuple(n.strip() for n in class_names.split(",")) if class_names else None
+    rendered = plan.images if data_spec.partition(":")[0] == "probeworld" else None
+    data = load_data(data_spec, split, rendered, image_size, 0)
     if fresh and (out / "cache").exists():
         shutil.rmtree(out / "cache")
     try:
-        results = audit(subjects, data, plan, cache=out / "cache", progress=not quiet)
+        results = audit(subjects, data, plan, cache=out / "cache", progress=not quiet, class_names=names)
+    except (ModelInputError, ClassMismatchError) as error:
+        raise click.UsageError(str(error)) from error
     except (ValueError, TypeError, RuntimeError) as error:
         raise click.ClickException(f"the audit stopped: {error}. Finished stages are cached in {out / 'cache'}; "
                                    "rerun the same command to resume.") from error
     results.checks = evaluate_checks(results, all_checks)
     results.meta = {"made_by": "kdscope audit", "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    html = write_report(results, out)
+    html = write_report(results, out, overwrite=True)  # OUT is this audit's own folder: a rerun replaces it
     for line in findings(results):
         click.echo(f"- {line}")
     click.echo(f"report: {html.resolve()}")
@@ -173,17 +136,29 @@ def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, 
 @click.command("report")
 @click.argument("results_path", metavar="RESULTS.json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True,
-              help="An .html file, or a folder for index.html.")
-def report_command(results_path: Path, out: Path) -> None:
+              help="An .html file (its JSON goes beside it, X.json), or a folder for index.html and results.json.")
+@click.option("--force", is_flag=True, help="Replace a JSON file at the report's JSON path that holds other data.")
+def report_command(results_path: Path, out: Path, force: bool) -> None:
     """Rebuild the HTML report from an audit's results.json alone."""
     from kdscope.reports import write_report
+    from kdscope.reports.html import report_paths
     from kdscope.results import Results
 
     try:
         results = Results.load(results_path)
-    except (ValueError, TypeError, KeyError) as error:
+    except (ValueError, TypeError) as error:
         raise click.ClickException(f"{results_path} is not kdscope results: {error}") from error
-    click.echo(write_report(results, out).resolve())
+    try:
+        html = write_report(results, out, overwrite=force)
+    except FileExistsError as error:
+        raise click.ClickException(
+            f"{report_paths(out)[1]} already exists and holds something other than {results_path} (a checkpoint's "
+            "metadata or another audit's results, perhaps): choose another --out, or pass --force to replace it"
+        ) from error
+    except KeyError as error:
+        raise click.ClickException(f"{results_path} lacks the key {error} that the report needs: it was edited or "
+                                   "written by another kdscope; rerun the audit to write it again") from error
+    click.echo(html.resolve())
 
 
 @click.command("demo")

@@ -30,6 +30,7 @@ from kdscope.compress.prune import PruneConfig, prune
 from kdscope.compress.quantize import QuantizeConfig, quantize
 from kdscope.data import probeworld
 from kdscope.loading import load_subject
+from kdscope.progress import progress_line
 from kdscope.reports import write_report
 from kdscope.results import Results
 from kdscope.stats import bootstrap_ci
@@ -148,7 +149,7 @@ def run_demo(out: str | Path = "runs/demo", *, fresh: bool = False, progress: bo
             cached.append(path.stem)
         else:
             if progress:
-                print(f"demo: building {path.name}")
+                progress_line(f"demo: building {path.name}")
             began = time.perf_counter()
             build()
             seconds[path.stem] = time.perf_counter() - began
@@ -172,7 +173,7 @@ def run_demo(out: str | Path = "runs/demo", *, fresh: bool = False, progress: bo
     results.checks = evaluate_checks(results, recipe.checks)
     results.meta = {"kdscope_version": __version__, "made_by": "kdscope demo",
                     "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    html = write_report(results, out / "report")
+    html = write_report(results, out / "report", overwrite=True)
     seconds["audit and report"] = time.perf_counter() - began
     return DemoOutcome(trained, results, html, time.perf_counter() - start, cached, seconds)
 

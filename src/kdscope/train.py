@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from kdscope.augment import Augment
 from kdscope.checkpoint import discard_resume_state, load_resume_state, save_checkpoint, save_resume_state
 from kdscope.data.imageset import ImageSet
+from kdscope.progress import progress_bar, progress_line
 from kdscope.subject import Subject
 
 LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -123,7 +123,7 @@ def train(
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, model)
             if progress:
-                tqdm.write(f"{name} epoch {epoch + 1}/{config.epochs}: " + ", ".join(
+                progress_line(f"{name} epoch {epoch + 1}/{config.epochs}: " + ", ".join(
                     f"{k}={v:.4f}" for k, v in record.items() if k != "epoch"))
             if checkpoint is not None:
                 save_resume_state(checkpoint, model, optimizer, schedule, generator, loss_hook, epoch + 1,
@@ -150,8 +150,8 @@ def _train_epoch(model: nn.Module, subject: Subject, data: ImageSet, config: Tra
         loss_hook.train()
     total_loss, correct, seen = 0.0, 0, 0
     batches = data.batches(config.batch_size, shuffle=True, generator=generator)
-    bar = tqdm(batches, total=math.ceil(len(data) / config.batch_size), desc=description, disable=not progress,
-               leave=False)
+    bar = progress_bar(batches, total=math.ceil(len(data) / config.batch_size), desc=description,
+                       disable=not progress, leave=False)
     for x, y in bar:
         x, y = x.to(subject.device), y.to(subject.device)
         if config.augment.active:
@@ -177,6 +177,7 @@ def _save(path: str | Path, subject: Subject, data: ImageSet, eval_data: ImageSe
           result: TrainResult) -> None:
     save_checkpoint(path, subject, extra={
         "data": data.description,
+        "input_shape": list(data.image_shape),
         "eval_data": eval_data.description if eval_data is not None else None,
         "train_config": asdict(config),
         "metrics": result.metrics,

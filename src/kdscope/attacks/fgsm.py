@@ -51,7 +51,7 @@ def pgd(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, target: torch.Ten
             delta = (adversarial - x).clamp(-eps, eps)
         else:
             grad_norm = grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1) + 1e-10
-            adversarial = adversarial + step * grad / grad_norm
+            adversarial = adversarial + step * (grad / grad_norm)
             delta = _project_l2(adversarial - x, eps)
         adversarial = (x + delta).clamp(low, high).detach()
     params = {"eps": eps, "step": step, "steps": steps, "norm": norm, "random_start": random_start, "seed": seed}

@@ -206,12 +206,14 @@ def save(reference: fx.GraphModule, example: torch.Tensor, file: BinaryIO) -> No
         torch.export.save(program, file)
 
 
-def load(path: str | Path) -> fx.GraphModule:
-    """The saved reference graph. Its quantize/dequantize ops are registered by torchao's PT2E modules, which a
-    fresh process has not imported yet."""
+def load(path: str | Path, *, trust: bool = False) -> fx.GraphModule:
+    """The saved reference graph, loaded without running code from the file (unless trusted). Its
+    quantize/dequantize ops are registered by torchao's PT2E modules, which a fresh process has not imported yet."""
+    from kdscope.export_archive import load_exported_module
+
     _torchao()
     with quiet():
-        return torch.export.load(path).module()
+        return load_exported_module(path, trust=trust)
 
 
 def _drop_unused_attributes(graph_module: fx.GraphModule) -> None:

@@ -181,10 +181,10 @@ def save_int8(path: str | Path, subject: Subject, reference: fx.GraphModule, exa
     return archive
 
 
-def load_int8(path: str | Path, metadata: dict) -> tuple[nn.Module, nn.Module]:
-    """(compiled int8 model, fake-quant twin) from NAME.pt2."""
+def load_int8(path: str | Path, metadata: dict, *, trust: bool = False) -> tuple[nn.Module, nn.Module]:
+    """(compiled int8 model, fake-quant twin) from NAME.pt2, loaded without running code from it unless trusted."""
     archive = checkpoint_paths(path)[0].with_suffix(".pt2")
-    reference = backend.load(archive)
+    reference = backend.load(archive, trust=trust)
     lowered = backend.lower(reference)
     example = torch.zeros(2, *metadata.get("example_shape", (3, 32, 32)))
     backend.warm_up(lowered, example)

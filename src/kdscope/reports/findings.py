@@ -13,8 +13,10 @@ def findings(results: Results) -> list[str]:
     predictions = stages.get("predictions")
     if predictions:
         teacher = predictions["teacher"]
+        audited = predictions.get("images")  # not the plan's `images`: that is a cap, and the data may hold fewer
+        where = f"{audited} audit images" if audited else "the audit images"
         lines.append(f"{teacher} (the teacher): accuracy {rate_ci(predictions['models'][teacher]['accuracy'])} on "
-                     f"{results.plan['images']} audit images.")
+                     f"{where}.")
         cams = stages.get("cams", {}).get("methods", {}).get("gradcam", {})
         for name, versus in predictions["versus_teacher"].items():
             cam = cams.get(name, {}).get("cosine")

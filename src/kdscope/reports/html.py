@@ -3,6 +3,8 @@ images as base64 WebP, every string escaped by Jinja's autoescape. Nothing on th
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
 from kdscope import __version__
-from kdscope.checkpoint import atomic_write
+from kdscope.io import atomic_write_all
 from kdscope.reports import sections
 from kdscope.reports.findings import findings
 from kdscope.results import Results
@@ -52,11 +54,22 @@ def render_html(results: Results) -> str:
         _number_figures(blocks, figures)
     environment = jinja2.Environment(loader=jinja2.PackageLoader("kdscope.reports", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
+    plotly_js, draw_js = get_plotlyjs(), environment.get_template("draw.js.j2").render()
     template = environment.get_template("report.html.j2")
     return template.render(
         sections=[{"id": i, "title": t, "blocks": b} for i, t, b in page], figures_json=_script_json(figures),
-        plotly_js=get_plotlyjs(), plotly_version=plotly.__version__, kdscope_version=__version__,
+        plotly_js=plotly_js, draw_js=draw_js, content_security_policy=content_security_policy([plotly_js, draw_js]),
+        plotly_version=plotly.__version__, kdscope_version=__version__,
         models=[m["name"] for m in results.models], data=results.data, meta=results.meta)
+
+
+def content_security_policy(scripts: list[str]) -> str:
+    """No request at all, and only these inline scripts run (by their sha256): a script that a crafted name or
+    path slipped into the page would not. `base-uri` and `form-action` do not fall back to default-src."""
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode('utf-8')).digest()).decode()}'"
+                      for s in scripts)
+    return (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src data:; font-src data:; "
+            "base-uri 'none'; form-action 'none'")
 
 
 def report_paths(out: str | Path) -> tuple[Path, Path]:
@@ -67,19 +80,28 @@ def report_paths(out: str | Path) -> tuple[Path, Path]:
     return out / "index.html", out / "results.json"
 
 
-def write_report(results: Results, out: str | Path) -> Path:
-    """Write the page and the JSON beside it (see `report_paths`); returns the HTML path. A JSON file that already
-    holds these very results (a page rebuilt in place) is left as it is."""
+def write_report(results: Results, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the page and the JSON beside it (see `report_paths`), both or neither; returns the HTML path.
+
+    A JSON file already there that holds other data (a checkpoint's metadata, another audit's record) is replaced
+    only with `overwrite=True`; one that holds these very results (a page rebuilt in place) is left as it is."""
     html_path, json_path = report_paths(out)
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    if not _holds(json_path, results):
-        results.save(json_path)
-    atomic_write(html_path, lambda f: f.write(render_html(results).encode("utf-8")))
+    record = results.to_json()
+    page = render_html(results).encode("utf-8")
+    writers = {html_path: lambda f: f.write(page)}
+    if not _holds(json_path, record):
+        if json_path.exists() and not overwrite:
+            raise FileExistsError(f"{json_path} exists and does not hold these results (it may be a checkpoint's "
+                                  "metadata or another audit's record): write the report elsewhere, or pass "
+                                  "overwrite=True to replace it")
+        writers[json_path] = lambda f: f.write(record.encode())
+    atomic_write_all(writers)
     return html_path
 
 
-def _holds(path: Path, results: Results) -> bool:
+def _holds(path: Path, record: str) -> bool:
+    """Whether `path` holds the results whose JSON is `record` (the file a page is being rebuilt from)."""
     try:
-        return path.exists() and Results.load(path).to_json() == results.to_json()
-    except (ValueError, TypeError):
+        return path.exists() and Results.load(path).to_json() == record
+    except (ValueError, TypeError, OSError):
         return False
