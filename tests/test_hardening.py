@@ -224,3 +224,21 @@ def test_weights_that_match_no_model_are_an_error(factory_files, args, message):
     result = _audit(factory_files, *[weights if a == "W" else a.replace("=W", f"={weights}") for a in args])
     assert result.exit_code != 0 and message in result.output, result.output
     assert not (factory_files / "out" / "cache").exists()
+
+
+def test_errors_at_the_boundary_name_the_right_fix():
+    """Only a size problem suggests resizing; a channel or an output problem says what it is."""
+    from kdscope.inputs import ModelInputError, prepare_data
+
+    grey = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 4))
+    with pytest.raises(ModelInputError, match="number of channels") as channels:
+        prepare_data([Subject(grey, class_names=MODEL_CLASSES)], brightness_images())
+    assert "Resize" not in str(channels.value)
+    fixed = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
+    with pytest.raises(ModelInputError, match="Resize them") as size:
+        prepare_data([Subject(fixed, class_names=MODEL_CLASSES)], brightness_images())
+    assert "channels" not in str(size.value).split(": ")[-1]
+    softmax = nn.Sequential(Brightness(), nn.Softmax(1))
+    with pytest.raises(ModelInputError, match="probabilities") as probabilities:
+        prepare_data([Subject(softmax, class_names=MODEL_CLASSES)], brightness_images())
+    assert "Resize" not in str(probabilities.value)

@@ -54,12 +54,15 @@ def count_outputs(subject: Subject, data: ImageSet) -> int:
         with torch.no_grad():
             return int(subject.logits(x).shape[-1])
     except RuntimeError as error:
+        message = str(error).splitlines()[0]
         trained = recorded_image_size(subject)
-        hint = (f"it was trained on {trained[0]}x{trained[1]} images" if trained else
-                "check the image size and channels it expects")
-        raise ModelInputError(f"{subject.name} cannot take the data's images {tuple(x.shape[1:])}: "
-                              f"{str(error).splitlines()[0]}. Resize them ({hint}; image_size=, CLI "
-                              "--image-size).") from error
+        if "channels" in message:
+            hint = "Give it images with the number of channels it was built for"
+        else:
+            size = f"it was trained on {trained[0]}x{trained[1]} images; " if trained else ""
+            hint = f"Resize them ({size}image_size=, CLI --image-size)"
+        raise ModelInputError(f"{subject.name} cannot take the data's images {tuple(x.shape[1:])}: {message}. "
+                              f"{hint}.") from error
     except (ValueError, TypeError) as error:
         raise ModelInputError(f"{subject.name} cannot run on the data: {error}") from error
 
