@@ -59,7 +59,7 @@ def test_torchscript_models_on_an_image_folder_gate_on_checks(user_files, tmp_pa
     assert passing.exit_code == 0, passing.output
     results = json.loads((tmp_path / "results.json").read_text())
     assert (tmp_path / "index.html").exists() and len(results["checks"]) == 2
-    assert results["data"]["relabelled"] == "to the teacher's class order"
+    assert results["data"]["class_order"] == "matched by name to the classes of the given class names"
     assert "error" in results["stages"]["cams"]["methods"]["gradcam"]["student"]
     assert "cosine" in results["stages"]["cams"]["methods"]["gradient"]["student"]
     failing = _audit(user_files, tmp_path, "--checks", "top1_agreement >= 101%", "--checks", "cam_agreement >= 0.6")

@@ -102,7 +102,7 @@ def audit(subjects: Sequence[Subject], data: ImageSet, plan: Plan = Plan(), *, c
     data, warnings = prepare_data(subjects, data, class_names)
     chosen = stratified_sample(data.labels, plan.images, plan.seed)
     images = data.subset(chosen)
-    context = _Context(subjects, images, plan)
+    context = _Context(subjects, images, plan, chosen)
     sample = (f"all {len(data)} images" if len(chosen) == len(data) else
               f"{len(chosen)} of {len(data)} images, a seeded sample (seed {plan.seed}) stratified by class")
     results = Results(models=[_model_record(s, tuple(images.image_shape)) for s in subjects],
@@ -128,8 +128,8 @@ def audit(subjects: Sequence[Subject], data: ImageSet, plan: Plan = Plan(), *, c
 class _Context:
     """The audit's shared state: Subjects, images, roles, and each model's one forward pass (computed on first use)."""
 
-    def __init__(self, subjects: list[Subject], images: ImageSet, plan: Plan) -> None:
-        self.subjects, self.images, self.plan = subjects, images, plan
+    def __init__(self, subjects: list[Subject], images: ImageSet, plan: Plan, indices: np.ndarray) -> None:
+        self.subjects, self.images, self.plan, self.indices = subjects, images, plan, indices
         self.x, self.y = images.images(), images.targets()
         self.teacher = reference_subject(subjects)
         self.others = [s for s in subjects if s is not self.teacher]

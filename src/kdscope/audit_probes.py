@@ -25,10 +25,10 @@ def probes(context: _Context) -> dict:
     description = dict(context.images.description)
     if description.pop("dataset", None) != "probeworld":
         return {"skipped": "knowledge-transfer probes need ProbeWorld data (its variants render the same scenes)"}
-    variants = {name: _variant(description, name, len(context.x)) for name in
+    variants = {name: _variant(description, name, context.indices) for name in
                 ("clean", "colour_shift", "unseen_domain", "cue_conflict")}
-    if not np.array_equal(variants["clean"].labels, context.y.numpy()):
-        return {"skipped": "the audit images are not the first images of the ProbeWorld set they describe"}
+    if not np.array_equal(variants["clean"].pixels, context.images.pixels):
+        return {"skipped": "the audit images are not the ProbeWorld scenes their description names"}
     outcomes = {
         "colour_invariance": {s.name: invariance(s, variants["clean"], variants["colour_shift"])
                               for s in context.subjects},
@@ -50,7 +50,9 @@ def probes(context: _Context) -> dict:
     return result
 
 
-def _variant(description: dict, variant: str, count: int) -> ImageSet:
+def _variant(description: dict, variant: str, indices: np.ndarray) -> ImageSet:
+    """The same scenes (the audit's sample of the set its description names) rendered as `variant`."""
     from kdscope.data import probeworld
 
-    return probeworld(**{**description, "variant": variant}).subset(slice(0, count))
+    known = {key: value for key, value in description.items() if key not in ("class_order",)}
+    return probeworld(**{**known, "variant": variant}).subset(indices)

@@ -8,7 +8,7 @@ from kdscope.results import Results
 
 
 def findings(results: Results) -> list[str]:
-    lines = []
+    lines = [f"Warning: {warning}" for warning in results.data.get("warnings", [])]
     stages = results.stages
     predictions = stages.get("predictions")
     if predictions:
@@ -40,10 +40,12 @@ def findings(results: Results) -> list[str]:
     sanity = stages.get("sanity")
     if sanity:
         ran = [(name, c) for name, checks in sanity.items() for c in checks if "verdict" in c]
-        failed = [f"{name}/{c['method']}" for name, c in ran if c["verdict"] != "pass"]
-        total = len(ran)
-        lines.append(f"Saliency sanity checks: {total - len(failed)} of {total} pass"
-                     + (f" (failing: {', '.join(failed)})." if failed else "."))
+        failed = [f"{name}/{c['method']}" for name, c in ran if c["verdict"] == "fail"]
+        unsure = [f"{name}/{c['method']}" for name, c in ran if c["verdict"] not in ("pass", "fail")]
+        passed = len(ran) - len(failed) - len(unsure)
+        lines.append(f"Saliency sanity checks: {passed} of {len(ran)} pass"
+                     + (f"; failing: {', '.join(failed)}" if failed else "")
+                     + (f"; inconclusive (constant maps): {', '.join(unsure)}" if unsure else "") + ".")
     if results.checks:
         failed = [c["check"] for c in results.checks if not c["passed"]]
         lines.append(f"Checks: {len(results.checks) - len(failed)} of {len(results.checks)} pass"

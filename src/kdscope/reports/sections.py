@@ -174,14 +174,17 @@ def sanity(results: Results) -> list[dict]:
     for name, checks in stage.items():
         for check in checks:
             if "error" in check:
-                rows.append([name, check["method"], "-", f"unavailable: {check['error']}", "-", "-"])
+                rows.append([name, check["method"], "-", f"unavailable: {check['error']}", "-", "-", "-"])
                 continue
             final = check["steps"][-1]["similarity"]["spearman_abs"] if check["steps"] else None
+            verdict = _verdict(check["verdict"] == "pass")
+            if check["verdict"] not in ("pass", "fail"):
+                verdict = {"text": check["verdict"], "class": "fail"}
             rows.append([name, check["method"], check["kind"], value_ci(final), f"< {check['threshold']}",
-                         _verdict(check["verdict"] == "pass")])
+                         verdict, check.get("reason", "")])
             by_method.setdefault(check["method"], {})[name] = check
     blocks = [_table(["model", "method", "randomisation", "Spearman |map| with every layer randomised",
-                      "pass when", "verdict"], rows,
+                      "pass when", "verdict", "why"], rows,
                      "Adebayo et al.'s model-randomisation test: a saliency method that keeps its maps when the "
                      "weights are destroyed does not explain the model.")]
     for method, checks in by_method.items():
