@@ -123,14 +123,15 @@ class CompiledInt8(nn.Module):
 
     It always runs without autograd: compiled inference graphs serve every call, and gradients come from the
     fake-quant twin. Inductor picks kernels per batch-size range (1, 2-15, 16+), so a call in a new range compiles
-    once more (seconds); `warm_up` covers all three."""
+    once more (seconds); `warm_up` covers all three. Strided 1x1 convolutions are compiled as unit-stride ones on
+    a strided slice of their input (`unit_stride_1x1`), which keeps the kernels deterministic on AVX2 CPUs."""
 
     def __init__(self, reference: fx.GraphModule) -> None:
         super().__init__()
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True
-        self.compiled = torch.compile(reference, dynamic=True)
+        self.compiled = torch.compile(unit_stride_1x1(reference), dynamic=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), warnings.catch_warnings():
@@ -141,6 +142,59 @@ class CompiledInt8(nn.Module):
 def lower(reference: fx.GraphModule) -> nn.Module:
     with quiet():
         return CompiledInt8(reference)
+
+
+_CONV2D_DEFAULTS = (None, None, None, [1, 1], [0, 0], [1, 1], 1)
+
+
+def unit_stride_1x1(reference: fx.GraphModule) -> fx.GraphModule:
+    """`reference`, or a copy of it (sharing its weights) in which every quantized 1x1 convolution with a stride and
+    no padding reads the strided slice `x[:, :, ::s, ::s]` of its uint8 input at stride 1: the same products and
+    sums, as such a convolution reads no other pixels.
+
+    Why: on CPUs without AVX-512, oneDNN (3.12, bundled with PyTorch 2.13) runs a strided 1x1 int8 convolution on
+    channels-last input with `jit_uni_int8_1x1:avx2`, whose strided path races when it has more than one thread:
+    the same input gives different outputs from call to call (a ResNet shortcut: logits off by up to ~0.008, most
+    calls distinct at some batch sizes). At unit stride the kernel is deterministic and gives the bits that one
+    thread gives with the stride. The rewrite is exact, so wherever the strided kernel is right it changes nothing."""
+    dequantize = {torch.ops.quantized_decomposed.dequantize_per_tensor.default,
+                  torch.ops.quantized_decomposed.dequantize_per_tensor.tensor}
+    graph = None
+    for conv in list(reference.graph.nodes):
+        if conv.op != "call_function" or conv.target is not torch.ops.aten.conv2d.default or conv.kwargs:
+            continue
+        x, weight, _, stride, padding, *rest = (*conv.args, *_CONV2D_DEFAULTS[len(conv.args):])
+        stride, padding = list(stride) * (2 // len(stride)), list(padding) * (2 // len(padding))
+        if (not isinstance(x, fx.Node) or x.target not in dequantize or stride == [1, 1] or any(padding)
+                or _kernel_size(reference, weight) != (1, 1)):
+            continue
+        if graph is None:  # copy on the first match; `reference` itself (what is saved, and the twin) stays as it is
+            with quiet():
+                graph = copy.deepcopy(reference.graph)
+            nodes = dict(zip(reference.graph.nodes, graph.nodes))
+        conv, x = nodes[conv], nodes[x]
+        with graph.inserting_before(conv):
+            pixels = graph.call_function(torch.ops.aten.slice.Tensor, (x.args[0], 2, 0, None, stride[0]))
+            pixels = graph.call_function(torch.ops.aten.slice.Tensor, (pixels, 3, 0, None, stride[1]))
+            sliced = graph.call_function(x.target, (pixels, *x.args[1:]), dict(x.kwargs))
+        conv.args = (sliced, conv.args[1], conv.args[2] if len(conv.args) > 2 else None, [1, 1], [0, 0], *rest)
+        if not x.users:
+            graph.erase_node(x)
+    if graph is None:
+        return reference
+    graph.lint()
+    return fx.GraphModule(reference, graph)
+
+
+def _kernel_size(module: fx.GraphModule, weight: object) -> tuple[int, ...] | None:
+    """Spatial size of a convolution's weight node: its traced value, or the int8 constant it dequantizes."""
+    if not isinstance(weight, fx.Node):
+        return None
+    value = weight.meta.get("val")
+    source = weight.args[0] if weight.args else None
+    if value is None and isinstance(source, fx.Node) and source.op == "get_attr":
+        value = functools.reduce(getattr, source.target.split("."), module)
+    return tuple(value.shape[2:]) if isinstance(value, torch.Tensor) else None
 
 
 def warm_up(module: nn.Module, example: torch.Tensor) -> None:
@@ -204,6 +258,18 @@ def save(reference: fx.GraphModule, example: torch.Tensor, file: BinaryIO) -> No
         program = torch.export.export(reference, (example,), dynamic_shapes=_dynamic_batch())
         program._example_inputs = None
         torch.export.save(program, file)
+
+
+def round_trip(reference: fx.GraphModule, example: torch.Tensor) -> fx.GraphModule:
+    """The graph that `load` gives back for an archive written by `save(reference, example)`, made in memory, so that
+    the int8 model made now and one loaded later are compiled from the same graph. `convert`'s own graph computes the
+    same values, but its nodes are ordered and named otherwise and it calls an export guard module; a second round
+    trip changes nothing more. The bytes are ours, so they are read back without `load`'s safety checks."""
+    buffer = io.BytesIO()
+    save(reference, example, buffer)
+    buffer.seek(0)
+    with quiet():
+        return torch.export.load(buffer).module()
 
 
 def load(path: str | Path, *, trust: bool = False) -> fx.GraphModule:

@@ -52,7 +52,7 @@ class QuantizeConfig:
 @dataclass
 class QuantizeResult:
     """The quantized Subject, its lineage, and for int8 the reference graph it was compiled from (what `save_int8`
-    writes)."""
+    writes, already in the form that `load_int8` reads back)."""
 
     subject: Subject
     lineage: Lineage
@@ -94,6 +94,8 @@ def quantize(
     quantized, floating = backend.quantized_layers(reference)
     if not quantized:
         raise ValueError(f"no layer of {subject.name} was quantized; int8 needs Conv2d or Linear layers")
+    # From here on, the graph a saved archive loads as: this int8 model and one loaded from `out` are the same.
+    reference = backend.round_trip(reference, example)
     int8 = int8_subject(reference, example, name=name, parent=subject,
                         metadata={"compression": {"int8": {**asdict(config), "quantized_layers": quantized,
                                                            "float_layers": floating}}})
