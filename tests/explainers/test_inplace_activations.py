@@ -5,36 +5,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from kdscope import Subject, zoo
 from kdscope.explainers.gradcam import layer_gradcam
-
-
-class OneConv(nn.Module):
-    """captum's tests/attr/helpers/basic_models.py::BasicModel_ConvNet_One_Conv, with its fixed weights."""
-
-    def __init__(self, inplace: bool) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 2, 3, 1)
-        self.relu1 = nn.ReLU(inplace=inplace)
-        self.fc1 = nn.Linear(8, 4)
-        self.conv1.weight = nn.Parameter(torch.ones(2, 1, 3, 3))
-        self.conv1.bias = nn.Parameter(torch.tensor([-50.0, -75.0]))
-        self.fc1.weight = nn.Parameter(torch.cat([torch.ones(4, 5), -1 * torch.ones(4, 3)], dim=1))
-        self.fc1.bias = nn.Parameter(torch.zeros(4))
-        self.relu2 = nn.ReLU(inplace=inplace)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu2(self.fc1(self.relu1(self.conv1(x)).view(-1, 8)))
+from tests.peers.captum_models import BasicModel_ConvNet_One_Conv
 
 
 @pytest.mark.parametrize("inplace", [False, True])
 def test_captum_grad_cam_multi_input_conv_case(inplace):
-    """captum tests/attr/layer/test_grad_cam.py::test_simple_multi_input_conv: inputs arange(16) + ones (summed
+    """captum tests/attr/layer/test_grad_cam.py::test_simple_multi_input_conv on captum's
+    BasicModel_ConvNet_One_Conv: inputs arange(16) + ones (summed
     inside captum's model; here passed as one image), target 0, layer conv1 -> [[14.5, 19], [32.5, 37]].
     With in-place ReLUs the unguarded hook read [4, 13, 32.5, 37]."""
-    subject = Subject(OneConv(inplace), input_range=(0.0, 16.0))
+    subject = Subject(BasicModel_ConvNet_One_Conv(inplace), input_range=(0.0, 16.0))
     x = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4) + 1
     with subject.guard():
         cam = layer_gradcam(subject, x, torch.tensor([0]), "conv1")
