@@ -16,8 +16,8 @@ from kdscope.explainers.sanity import (
     SanityStep,
     cascading_randomization,
     judge,
-    randomizable_layers,
     randomised_share,
+    randomizable_layers,
     randomize,
 )
 from kdscope.explainers.similarity import degenerate_maps, map_similarity
