@@ -171,13 +171,13 @@ def cascading_randomization(subject: Subject, x: torch.Tensor, target: torch.Ten
     sequence = layers[::-1] if order == "top_down" else layers
     for step in range(1, len(layers) + 1):
         chosen = sequence[:step]
-        result.steps.append(SanityStep(step, chosen, *_compare(subject, chosen, x, target, method, params, original,
-                                                               seed)))
+        maps = _maps_after(subject, chosen, x, target, method, params, seed)
+        result.steps.append(SanityStep(step, chosen, _summarise(map_similarity(original, maps)),
+                                       int(degenerate_maps(original, maps).sum())))
     result.images = len(x)
     result.randomised_share = randomised_share(subject.gradient_model, layers)
-    first_random = _maps_after(subject, layers, x, target, method, params, seed)
-    second_random = _maps_after(subject, layers, x, target, method, params, seed + 1)
-    result.random_vs_random = _summarise(map_similarity(first_random, second_random))["spearman_abs"]
+    other_random = _maps_after(subject, sequence, x, target, method, params, seed + 1)
+    result.random_vs_random = _summarise(map_similarity(maps, other_random))["spearman_abs"]
     result.verdict, result.reason = judge(result)
     return result
 
