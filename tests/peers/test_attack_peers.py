@@ -72,15 +72,20 @@ def mean_setup(request, tiny_world):
     return subject, x, subject.predict(x)
 
 
-# Foolbox tests/test_attacks.py `attacks` (untargeted) that kdscope has: (Foolbox's attack and epsilon, kdscope run
-# parameters, whether kdscope succeeds on every image). Foolbox asserts only that accuracy drops.
-FOOLBOX_UNTARGETED = [
+# Foolbox tests/test_attacks.py lists these four in both its untargeted `attacks` and its `targeted_attacks`:
+# (Foolbox's attack and epsilon, kdscope run parameters, whether kdscope succeeds on every image).
+FOOLBOX_ITERATIVE = [
     ("PGD() Linf(1.0)", dict(attack="pgd", eps=1.0, steps=40, step=0.01 / 0.3, random_start=True), True),
     ("L2PGD() L2(50.0)", dict(attack="pgd", norm="l2", eps=50.0, steps=50, step=0.025 * 50, random_start=True), True),
     ("LinfBasicIterativeAttack(abs_stepsize=0.2) Linf(1.0)",
      dict(attack="pgd", eps=1.0, steps=10, step=0.2, random_start=False), True),
     ("L2BasicIterativeAttack() L2(50.0)",
      dict(attack="pgd", norm="l2", eps=50.0, steps=10, step=0.2 * 50, random_start=False), True),
+]
+
+# Foolbox tests/test_attacks.py `attacks` (untargeted) that kdscope has. Foolbox asserts only that accuracy drops.
+FOOLBOX_UNTARGETED = [
+    *FOOLBOX_ITERATIVE,
     ("FGSM() Linf(100.0)", dict(attack="fgsm", eps=100.0), True),
     ("FGM() L2(100.0)", dict(attack="pgd", norm="l2", eps=100.0, steps=1, step=100.0, random_start=False), True),
     ("L2CarliniWagnerAttack(binary_search_steps=11, steps=5)",
@@ -91,12 +96,7 @@ FOOLBOX_UNTARGETED = [
 FOOLBOX_TARGETED = [
     ("L2CarliniWagnerAttack(binary_search_steps=2, steps=100, stepsize=0.05, initial_const=1e1)",
      dict(attack="cw", binary_search_steps=2, steps=100, lr=0.05, initial_const=10.0), False),
-    ("PGD() Linf(1.0)", dict(attack="pgd", eps=1.0, steps=40, step=0.01 / 0.3, random_start=True), True),
-    ("L2PGD() L2(50.0)", dict(attack="pgd", norm="l2", eps=50.0, steps=50, step=0.025 * 50, random_start=True), True),
-    ("LinfBasicIterativeAttack(abs_stepsize=0.2) Linf(1.0)",
-     dict(attack="pgd", eps=1.0, steps=10, step=0.2, random_start=False), True),
-    ("L2BasicIterativeAttack() L2(50.0)",
-     dict(attack="pgd", norm="l2", eps=50.0, steps=10, step=0.2 * 50, random_start=False), True),
+    *FOOLBOX_ITERATIVE,
 ]
 
 
