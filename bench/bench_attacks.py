@@ -21,13 +21,13 @@ import torch
 from common import demo_setting
 from kdscope import Subject, zoo
 from kdscope.attacks import run, transfer_matrix
-from kdscope.checkpoint import library_versions
 from kdscope.compress import distill
 from kdscope.compress.prune import PruneConfig, prune
 from kdscope.compress.quantize import QuantizeConfig, quantize
+from kdscope.core.checkpoint import library_versions
+from kdscope.core.stats import bootstrap_ci
+from kdscope.core.subject import RawInputModel
 from kdscope.demo import DemoRecipe
-from kdscope.stats import bootstrap_ci
-from kdscope.subject import RawInputModel
 from kdscope.train import TrainConfig, train
 
 RESULTS = Path(__file__).parent / "results"

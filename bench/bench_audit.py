@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from kdscope import audit as audit_module
 from kdscope.audit import STAGES, Plan, audit
 from kdscope.data import probeworld
 from kdscope.demo import DemoRecipe, run_demo
-from kdscope.loading import load_subject
 from kdscope.reports import SIZE_BUDGET_BYTES, write_report
+from kdscope.store.loading import load_subject
 
 RESULTS = Path(__file__).parent / "results" / "audit.json"
 MODELS = ("teacher", "kd_student", "student_alone", "teacher_pruned80", "teacher_int8.pt2")
@@ -29,15 +29,15 @@ def main() -> None:
                 for name in MODELS]
     test_data = probeworld(recipe.test_images, split="test", seed=recipe.seed)
     seconds: dict[str, float] = {}
-    for stage, function in list(audit_module.STAGE_FUNCTIONS.items()):
-        def timed(context, stage=stage, function=function):
+    for name, stage in list(STAGES.items()):
+        def timed(context, name=name, function=stage.run):
             start = time.perf_counter()
             result = function(context)
-            seconds[stage] = time.perf_counter() - start
+            seconds[name] = time.perf_counter() - start
             return result
-        audit_module.STAGE_FUNCTIONS[stage] = timed
+        STAGES[name] = replace(stage, run=timed)
     start = time.perf_counter()
-    results = audit(subjects, test_data, Plan(images=512, stages=STAGES), progress=False)
+    results = audit(subjects, test_data, Plan(images=512, stages=tuple(STAGES)), progress=False)
     total = time.perf_counter() - start
     start = time.perf_counter()
     html = write_report(results, "runs/bench_audit", overwrite=True)

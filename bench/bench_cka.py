@@ -26,7 +26,7 @@ def grid_run(n: int) -> dict:
     from common import demo_setting
     from kdscope.compare import cka_grid
     from kdscope.data import probeworld
-    from kdscope.loading import load_subject
+    from kdscope.store.loading import load_subject
 
     _, teacher, _, _ = demo_setting()
     student = load_subject("runs/demo/student_alone.pt")
@@ -43,7 +43,7 @@ def speed(n: int = 5000, repeats: int = 3) -> dict:
     from common import demo_setting
     from kdscope.compare.cka import CKAAccumulator, as_rows, gram_cka
     from kdscope.data import probeworld
-    from kdscope.loading import load_subject
+    from kdscope.store.loading import load_subject
 
     _, teacher, _, _ = demo_setting()
     student = load_subject("runs/demo/student_alone.pt")

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 from kdscope import zoo
-from kdscope.checkpoint import library_versions
 from kdscope.compress import DistillConfig, distill
+from kdscope.core.checkpoint import library_versions
+from kdscope.core.stats import bootstrap_ci
 from kdscope.data import probeworld
 from kdscope.demo import DemoRecipe, train_models
-from kdscope.loading import load_subject
-from kdscope.stats import bootstrap_ci
+from kdscope.store.loading import load_subject
 
 RESULTS = Path(__file__).parent / "results" / "distill.json"
 SEEDS = (0, 1, 2)

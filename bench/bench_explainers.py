@@ -30,11 +30,11 @@ from captum.attr import GuidedBackprop, LayerGradCam, Occlusion, Saliency
 
 from common import demo_setting
 from kdscope import Subject, zoo
-from kdscope.checkpoint import library_versions
+from kdscope.core.checkpoint import library_versions
+from kdscope.core.subject import RawInputModel
 from kdscope.data import probeworld
 from kdscope.explainers import explain
 from kdscope.explainers.sanity import PASS_THRESHOLD, cascading_randomization, data_randomization, localisation
-from kdscope.subject import RawInputModel
 from kdscope.train import train
 
 RESULTS = Path(__file__).parent / "results"

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from kdscope import zoo
-from kdscope.checkpoint import library_versions
+from kdscope.core.checkpoint import library_versions
 from kdscope.data.probeworld import ProbeWorldSpec, _apply_variant, _render, _sample_scene, generate
 from kdscope.demo import DemoRecipe, accuracy_gap, train_models
 

@@ -22,12 +22,12 @@ import torch
 
 from common import demo_setting
 from kdscope import Subject, zoo
-from kdscope.checkpoint import library_versions
 from kdscope.compress import DistillConfig
 from kdscope.compress.lineage import state_dict_bytes
 from kdscope.compress.masks import prunable_layers
 from kdscope.compress.prune import PruneConfig, lottery_ticket, magnitude_masks, prune
 from kdscope.compress.structured import StructuredConfig, structured_prune
+from kdscope.core.checkpoint import library_versions
 from kdscope.train import TrainConfig
 from timing import interleaved_ms
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import torch
 
 from kdscope import Subject
-from kdscope.checkpoint import library_versions
 from kdscope.compress.bf16 import Bf16Model
 from kdscope.compress.quant_backend import CompiledInt8, warm_up
 from kdscope.compress.quantize import QuantizeConfig, quantize
+from kdscope.core.checkpoint import library_versions
+from kdscope.core.stats import bootstrap_ci
 from kdscope.data import probeworld
 from kdscope.demo import DemoRecipe, train_models
-from kdscope.loading import load_subject
-from kdscope.stats import bootstrap_ci
+from kdscope.store.loading import load_subject
 from timing import interleaved_ms
 
 RESULTS = Path(__file__).parent / "results" / "quantize.json"

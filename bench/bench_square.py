@@ -23,9 +23,9 @@ import torch
 
 from kdscope import Subject, zoo
 from kdscope.attacks import run
-from kdscope.checkpoint import library_versions
+from kdscope.core.checkpoint import library_versions
+from kdscope.core.subject import RawInputModel
 from kdscope.data import probeworld
-from kdscope.subject import RawInputModel
 from kdscope.train import TrainConfig, train
 
 RESULTS = Path(__file__).parent / "results"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from kdscope import ImageSet, Subject
 from kdscope.data import probeworld
 from kdscope.demo import DemoRecipe, train_models
-from kdscope.loading import load_subject
+from kdscope.store.loading import load_subject
 
 
 def demo_setting(device: str = "cpu") -> tuple[DemoRecipe, Subject, ImageSet, ImageSet]:

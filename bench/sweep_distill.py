@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 
 from kdscope import zoo
-from kdscope.checkpoint import library_versions
 from kdscope.compress import DistillConfig, distill
+from kdscope.core.checkpoint import library_versions
+from kdscope.core.subject import Subject
 from kdscope.data import probeworld
 from kdscope.demo import DemoRecipe
-from kdscope.subject import Subject
 from kdscope.train import train
 
 RESULTS = Path(__file__).parent / "results" / "distill_sweep.json"

@@ -17,13 +17,13 @@ import numpy as np
 from common import demo_setting
 from kdscope import Subject, zoo
 from kdscope.attacks import transfer_matrix
-from kdscope.augment import Augment
-from kdscope.checkpoint import library_versions
 from kdscope.compare.cams import closer_share, gradcam_maps
 from kdscope.compare.probes import consensus, invariance, shape_decisions, shortcut_reliance
 from kdscope.compress import distill
+from kdscope.core.checkpoint import library_versions
+from kdscope.core.stats import bootstrap_ci
 from kdscope.data import probeworld
-from kdscope.stats import bootstrap_ci
+from kdscope.data.augment import Augment
 from kdscope.train import train
 
 RESULTS = Path(__file__).parent / "results" / "knowledge.json"

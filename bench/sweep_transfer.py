@@ -16,8 +16,8 @@ from bench_attacks import _paired_gap
 from common import demo_setting
 from kdscope import Subject, zoo
 from kdscope.attacks import transfer_matrix
-from kdscope.checkpoint import library_versions
 from kdscope.compress import distill
+from kdscope.core.checkpoint import library_versions
 from kdscope.train import train
 
 RESULTS = Path(__file__).parent / "results" / "transfer_sweep.json"

@@ -58,8 +58,8 @@ def assert_unchanged(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> Non
 def tiny_demo_recipe():
     """The demo's whole loop at toy size: every step and every audit stage runs, in seconds."""
     from kdscope.audit import Plan
-    from kdscope.augment import Augment
     from kdscope.compress.quantize import QuantizeConfig
+    from kdscope.data.augment import Augment
     from kdscope.demo import DemoModel, DemoRecipe
     from kdscope.train import TrainConfig
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from kdscope import zoo
-from kdscope.loading import load_subject
-from kdscope.subject import Subject
+from kdscope.core.subject import Subject
+from kdscope.store.loading import load_subject
 from kdscope.train import TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

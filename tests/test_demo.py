@@ -1,7 +1,7 @@
 import pytest
 
 from kdscope import demo
-from kdscope.augment import Augment
+from kdscope.data.augment import Augment
 from kdscope.train import TrainConfig
 
 

@@ -16,9 +16,9 @@ from torch import nn
 
 from kdscope import Subject
 from kdscope.audit import Plan, audit
-from kdscope.audit_cache import StaleCacheWarning
-from kdscope.checkpoint import save_checkpoint
-from kdscope.cli import main
+from kdscope.audit.cache import StaleCacheWarning
+from kdscope.cli.main import main
+from kdscope.core.checkpoint import save_checkpoint
 from kdscope.data import ImageSet, load_dataset
 from kdscope.data.classes import ClassMismatchError
 from kdscope.data.sampling import stratified_sample
@@ -228,7 +228,7 @@ def test_weights_that_match_no_model_are_an_error(factory_files, args, message):
 
 def test_errors_at_the_boundary_name_the_right_fix():
     """Only a size problem suggests resizing; a channel or an output problem says what it is."""
-    from kdscope.inputs import ModelInputError, prepare_data
+    from kdscope.core.inputs import ModelInputError, prepare_data
 
     grey = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 4))
     with pytest.raises(ModelInputError, match="number of channels") as channels:

@@ -7,10 +7,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from kdscope import zoo
-from kdscope.augment import Augment
+from kdscope.core.stats import bootstrap_ci
+from kdscope.core.subject import Subject
+from kdscope.data.augment import Augment
 from kdscope.data.imageset import to_float, to_uint8
-from kdscope.stats import bootstrap_ci
-from kdscope.subject import Subject
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])  # one slow first draw on a loaded 2-core CI box is not a bug

@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from kdscope import zoo
-from kdscope.augment import Augment
-from kdscope.checkpoint import checkpoint_paths, read_metadata
+from kdscope.core.checkpoint import checkpoint_paths, read_metadata
 from kdscope.data import digits
-from kdscope.loading import load_subject
+from kdscope.data.augment import Augment
+from kdscope.store.loading import load_subject
 from kdscope.train import TrainConfig, _warmup_cosine, train
 from tests.conftest import parameters_snapshot
 

@@ -20,21 +20,22 @@ from pathlib import Path
 
 import torch
 
-from kdscope import __version__, zoo
+from kdscope import zoo
 from kdscope.audit import Plan, audit
-from kdscope.augment import Augment
-from kdscope.checkpoint import checkpoint_paths, read_metadata
-from kdscope.checks import evaluate_checks
 from kdscope.compress.distill import DistillConfig, distill
 from kdscope.compress.prune import PruneConfig, prune
 from kdscope.compress.quantize import QuantizeConfig, quantize
+from kdscope.core.checkpoint import checkpoint_paths, read_metadata
+from kdscope.core.progress import progress_line
+from kdscope.core.stats import bootstrap_ci
+from kdscope.core.subject import Subject
+from kdscope.core.version import __version__
 from kdscope.data import probeworld
-from kdscope.loading import load_subject
-from kdscope.progress import progress_line
+from kdscope.data.augment import Augment
 from kdscope.reports import write_report
-from kdscope.results import Results
-from kdscope.stats import bootstrap_ci
-from kdscope.subject import Subject
+from kdscope.results.checks import evaluate_checks
+from kdscope.results.schema import Results
+from kdscope.store.loading import load_subject
 from kdscope.train import TrainConfig, train
 
 

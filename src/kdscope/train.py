@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdscope.augment import Augment
-from kdscope.checkpoint import discard_resume_state, load_resume_state, save_checkpoint, save_resume_state
+from kdscope.core.checkpoint import discard_resume_state, load_resume_state, save_checkpoint, save_resume_state
+from kdscope.core.progress import progress_bar, progress_line
+from kdscope.core.subject import Subject
+from kdscope.data.augment import Augment
 from kdscope.data.imageset import ImageSet
-from kdscope.progress import progress_bar, progress_line
-from kdscope.subject import Subject
 
 LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """loss(logits, labels, raw_images) -> scalar. An nn.Module hook's own parameters are trained too."""

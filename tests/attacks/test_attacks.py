@@ -22,7 +22,7 @@ from kdscope.attacks import (
     transfer_matrix,
     transfer_rates,
 )
-from kdscope.subject import RawInputModel
+from kdscope.core.subject import RawInputModel
 from tests.conftest import assert_unchanged, parameters_snapshot
 
 

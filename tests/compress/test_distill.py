@@ -3,10 +3,10 @@ import torch
 from torch import nn
 
 from kdscope import zoo
-from kdscope.checkpoint import read_metadata
 from kdscope.compress import DistillConfig, distill
-from kdscope.loading import load_subject
-from kdscope.subject import Subject
+from kdscope.core.checkpoint import read_metadata
+from kdscope.core.subject import Subject
+from kdscope.store.loading import load_subject
 from kdscope.train import TrainConfig
 from tests.conftest import assert_unchanged, parameters_snapshot
 

@@ -126,7 +126,7 @@ def test_strided_1x1_convolutions_are_compiled_at_unit_stride(static_int8, tiny_
 def test_a_fresh_process_loads_the_int8_archive(static_int8):
     """torchao registers the graph's quantize ops on import; loading must not depend on quantizing first."""
     _, out = static_int8
-    code = ("import sys; from kdscope.loading import load_subject; "
+    code = ("import sys; from kdscope.store.loading import load_subject; "
             "s = load_subject(sys.argv[1]); print(s.role, s.twin is not None)")
     done = subprocess.run([sys.executable, "-c", code, str(out / "teacher_int8.pt2")], capture_output=True,
                           text=True, timeout=300)

@@ -9,9 +9,9 @@ from captum.attr import LayerGradCam, Occlusion
 from torch import nn
 
 from kdscope import Subject, zoo
+from kdscope.core.subject import RawInputModel
 from kdscope.explainers import METHODS, FunctionalReluError, explain, last_spatial_layer
 from kdscope.explainers.gradcam import layer_gradcam
-from kdscope.subject import RawInputModel
 from tests.conftest import assert_unchanged, parameters_snapshot
 from tests.module_state import assert_modules_unchanged, modules_snapshot
 

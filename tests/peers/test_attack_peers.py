@@ -27,7 +27,7 @@ from torch import nn
 
 from kdscope import ProbabilityOutputError, Subject
 from kdscope.attacks import ATTACKS, carlini_wagner, run
-from kdscope.subject import RawInputModel, check_logits
+from kdscope.core.subject import RawInputModel, check_logits
 
 
 class ChannelMean(nn.Module):

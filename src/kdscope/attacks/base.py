@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from kdscope.subject import Subject
+from kdscope.core.subject import Subject
 
 
 class GradientMaskingWarning(UserWarning):

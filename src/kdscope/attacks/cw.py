@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from kdscope.attacks.base import AttackResult, attack, check_attack_inputs, finish
-from kdscope.subject import Subject
+from kdscope.core.subject import Subject
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:

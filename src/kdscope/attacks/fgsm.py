@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from kdscope.attacks.base import AttackResult, attack, check_attack_inputs, finish, loss_gradient
-from kdscope.subject import Subject
+from kdscope.core.subject import Subject
 
 
 @attack

@@ -11,7 +11,7 @@ from kdscope.attacks.base import AttackResult, GradientMaskingWarning
 from kdscope.attacks.cw import carlini_wagner, penalized
 from kdscope.attacks.fgsm import fgsm, pgd
 from kdscope.attacks.square import square
-from kdscope.subject import Subject
+from kdscope.core.subject import Subject
 
 ATTACKS: dict[str, Callable[..., AttackResult]] = {
     "fgsm": fgsm, "pgd": pgd, "cw": carlini_wagner, "penalized": penalized, "square": square,

@@ -12,7 +12,7 @@ import torch
 
 from kdscope.attacks.base import AttackResult, attack, check_attack_inputs, finish
 from kdscope.attacks.cw import margin
-from kdscope.subject import Subject
+from kdscope.core.subject import Subject
 
 
 @attack

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from kdscope.attacks.registry import run
-from kdscope.stats import bootstrap_ci
-from kdscope.subject import Subject
+from kdscope.core.stats import bootstrap_ci
+from kdscope.core.subject import Subject
 
 
 @dataclass

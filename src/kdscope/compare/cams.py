@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from kdscope.core.stats import bootstrap_ci
+from kdscope.core.subject import Subject
 from kdscope.explainers import explain
-from kdscope.stats import bootstrap_ci
-from kdscope.subject import Subject
 
 
 def cosine(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
-from kdscope.subject import Subject
 
 
 def as_rows(features: torch.Tensor, reduce: str = "mean") -> torch.Tensor:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from kdscope.core.stats import bootstrap_ci
+from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
-from kdscope.stats import bootstrap_ci
-from kdscope.subject import Subject
 
 
 @torch.no_grad()

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from kdscope.core.stats import bootstrap_ci
+from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
-from kdscope.stats import bootstrap_ci
-from kdscope.subject import Subject
 
 
 def _predict(subject: Subject, data: ImageSet) -> np.ndarray:

@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdscope.checkpoint import update_metadata
 from kdscope.compress.kd_losses import LOSSES, distillation_loss
 from kdscope.compress.lineage import Lineage, model_metrics
+from kdscope.core.checkpoint import update_metadata
+from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
-from kdscope.subject import Subject
 from kdscope.train import TrainConfig, train
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import statistics
-import time
 from dataclasses import asdict, dataclass, field
 
-import torch
-
+from kdscope.core.profile import cpu_latency_ms, parameter_counts, state_dict_bytes
+from kdscope.core.stats import bootstrap_ci
+from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
-from kdscope.stats import bootstrap_ci
-from kdscope.subject import Subject
 
 
 @dataclass
@@ -34,12 +30,7 @@ class Lineage:
 def model_metrics(subject: Subject, eval_data: ImageSet | None, *, latency_batch: int = 64,
                   repeats: int = 20) -> dict:
     """Accuracy (with a 95% bootstrap interval), parameter and non-zero counts, state_dict size, CPU latency."""
-    parameters = [p for p in subject.model.parameters()]
-    metrics = {
-        "parameters": sum(p.numel() for p in parameters),
-        "nonzero_parameters": sum(int(torch.count_nonzero(p)) for p in parameters),
-        "file_bytes": state_dict_bytes(subject.model),
-    }
+    metrics = {**parameter_counts(subject.model), "file_bytes": state_dict_bytes(subject.model)}
     if eval_data is not None:
         correct = (subject.predict(eval_data.images()) == eval_data.targets()).numpy()
         accuracy, low, high = bootstrap_ci(correct)
@@ -49,25 +40,3 @@ def model_metrics(subject: Subject, eval_data: ImageSet | None, *, latency_batch
         shape = (3, 32, 32)
     metrics["cpu_latency_ms"] = cpu_latency_ms(subject, shape, latency_batch, repeats)
     return metrics
-
-
-def state_dict_bytes(model: torch.nn.Module) -> int:
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getbuffer().nbytes
-
-
-@torch.no_grad()
-def cpu_latency_ms(subject: Subject, shape: tuple[int, ...], batch: int = 64, repeats: int = 20) -> float | None:
-    """Median wall time of one forward pass on a batch (milliseconds); None when the model is not on the CPU."""
-    if subject.device.type != "cpu":
-        return None
-    x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))
-    for _ in range(3):
-        subject.logits(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subject.logits(x)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)

@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdscope.checkpoint import save_checkpoint
 from kdscope.compress.distill import DistillationLoss, DistillConfig
 from kdscope.compress.lineage import Lineage, model_metrics
 from kdscope.compress.masks import masks_of, sparsity_report
 from kdscope.compress.reshape import layer_shapes
+from kdscope.core.checkpoint import save_checkpoint
+from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
-from kdscope.subject import Subject
 from kdscope.train import TrainConfig, train
 
 

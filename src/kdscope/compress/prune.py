@@ -18,8 +18,8 @@ from torch import nn
 from kdscope.compress.distill import DistillConfig
 from kdscope.compress.masks import apply_masks, masks_of, prunable_layers, weight_of
 from kdscope.compress.outcome import PruneResult, check_fine_tuning, fine_tune_pruned, finish_pruned, training_record
+from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
-from kdscope.subject import Subject
 from kdscope.train import TrainConfig, train
 
 SCOPES = ("global", "layer")

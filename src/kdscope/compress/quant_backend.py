@@ -275,7 +275,7 @@ def round_trip(reference: fx.GraphModule, example: torch.Tensor) -> fx.GraphModu
 def load(path: str | Path, *, trust: bool = False) -> fx.GraphModule:
     """The saved reference graph, loaded without running code from the file (unless trusted). Its
     quantize/dequantize ops are registered by torchao's PT2E modules, which a fresh process has not imported yet."""
-    from kdscope.export_archive import load_exported_module
+    from kdscope.core.export_archive import load_exported_module
 
     _torchao()
     with quiet():

@@ -14,15 +14,16 @@ from pathlib import Path
 import torch
 from torch import fx, nn
 
-from kdscope.checkpoint import atomic_write, checkpoint_paths, save_checkpoint, write_metadata
 from kdscope.compress import quant_backend as backend
 from kdscope.compress.bf16 import Bf16Model, cpu_has_native_bf16
-from kdscope.compress.lineage import Lineage, cpu_latency_ms, model_metrics, state_dict_bytes
+from kdscope.compress.lineage import Lineage, model_metrics
 from kdscope.compress.masks import fold_masks, masks_of
 from kdscope.compress.outcome import normalisation
 from kdscope.compress.reshape import layer_shapes
+from kdscope.core.checkpoint import atomic_write, checkpoint_paths, save_checkpoint, write_metadata
+from kdscope.core.profile import cpu_latency_ms, state_dict_bytes
+from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
-from kdscope.subject import Subject
 from kdscope.train import TrainConfig, train
 
 MODES = ("static", "dynamic", "qat", "bf16")

@@ -17,8 +17,8 @@ from kdscope.compress.distill import DistillConfig
 from kdscope.compress.masks import fold_masks, masks_of
 from kdscope.compress.outcome import PruneResult, check_fine_tuning, fine_tune_pruned, finish_pruned, training_record
 from kdscope.compress.reshape import slice_inputs, slice_outputs
+from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
-from kdscope.subject import Subject
 from kdscope.train import TrainConfig
 
 

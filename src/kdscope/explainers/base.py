@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from kdscope.subject import Subject
+from kdscope.core.subject import Subject
 
 
 @dataclass

@@ -1,55 +1,25 @@
 """Grad-CAM (Selvaraju et al. 2017) and guided Grad-CAM.
 
 alpha_k = mean_ij d y_c / d A^k_ij;  L = ReLU(sum_k alpha_k A^k), bilinearly upsampled to the input size. The
-target layer is named, or found automatically: the last module whose output is a spatial feature map (4-D, more
-than one position), in the order the forward pass finishes them.
+target layer is named, or found by `explainers.layers.last_spatial_layer`.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import fx
 
+from kdscope.core.hooks import ModuleChanges
+from kdscope.core.subject import Subject
 from kdscope.explainers.base import Explanation, check_explain_inputs, frozen, target_logits
 from kdscope.explainers.gradients import modified_relu_gradient
-from kdscope.hooks import ModuleChanges
-from kdscope.subject import Subject
-
-
-def _hookable(subject: Subject) -> nn.Module:
-    """The gradient model, which Grad-CAM must hook; a TorchScript module refuses hooks, so say so and what to do."""
-    model = subject.gradient_model
-    if isinstance(model, torch.jit.ScriptModule):
-        raise ValueError(f"Grad-CAM needs layer hooks, which TorchScript modules such as {subject.name} do not "
-                         "support; load the model as a kdscope checkpoint, an export archive or module:function + "
-                         "weights")
-    return model
-
-
-def last_spatial_layer(subject: Subject, x: torch.Tensor) -> str:
-    """Name of the last module (in completion order) whose output is (N, C, H, W) with H * W > 1; for an exported
-    graph (an int8 Subject's twin), the last such graph node that is not a quantize/dequantize step."""
-    model = _hookable(subject)
-    finished: list[tuple[str, tuple]] = []
-    with ModuleChanges() as changes, torch.no_grad():
-        for name, module in model.named_modules():
-            if name:
-                changes.hook(module.register_forward_hook, lambda _m, _i, output, name=name: finished.append(
-                    (name, tuple(getattr(output, "shape", ())))))
-        subject.logits(x[:1], use_twin=True)
-    spatial = [name for name, shape in finished if len(shape) == 4 and shape[2] * shape[3] > 1]
-    if not spatial and isinstance(model, fx.GraphModule):
-        spatial = [node.name for node in model.graph.nodes if _spatial(node) and "quantize" not in str(node.target)]
-    if not spatial:
-        raise ValueError(f"{subject.name} has no module with a spatial (N, C, H, W) output for Grad-CAM; name a "
-                         "layer with layer=... or choose another method")
-    return spatial[-1]
+from kdscope.explainers.layers import hookable_model, last_spatial_layer
 
 
 def layer_gradcam(subject: Subject, x: torch.Tensor, target: torch.Tensor, layer: str) -> torch.Tensor:
     """The Grad-CAM map at the layer's own resolution (inside an active guard)."""
-    model = _hookable(subject)
+    model = hookable_model(subject)
     x = x.detach().to(subject.device).requires_grad_(True)
     if isinstance(model, fx.GraphModule) and layer in {node.name for node in model.graph.nodes}:
         subject.check_images(x)
@@ -86,12 +56,6 @@ class _NodeCapture(fx.Interpreter):
         if node.name == self.node:
             self.activation = output
         return output
-
-
-def _spatial(node: fx.Node) -> bool:
-    value = node.meta.get("val")
-    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ()
-    return len(shape) == 4 and isinstance(shape[2], int) and shape[2] * shape[3] > 1
 
 
 def gradcam(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, layer: str | None = None) -> Explanation:

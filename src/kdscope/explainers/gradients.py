@@ -14,9 +14,9 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from kdscope.core.hooks import ModuleChanges
+from kdscope.core.subject import Subject
 from kdscope.explainers.base import Explanation, check_explain_inputs, frozen, input_gradient, target_logits
-from kdscope.hooks import ModuleChanges
-from kdscope.subject import Subject
 
 _RELU_OPS = {torch.ops.aten.relu, torch.ops.aten.relu_}
 _CHECKED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()

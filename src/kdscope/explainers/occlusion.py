@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from kdscope.core.subject import Subject
 from kdscope.explainers.base import Explanation, check_explain_inputs, target_logits
-from kdscope.subject import Subject
 
 
 def patch_windows(height: int, width: int, patch: int, stride: int) -> torch.Tensor:

@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import torch
 
+from kdscope.core.subject import Subject
 from kdscope.explainers.base import Explanation
 from kdscope.explainers.gradcam import gradcam, guided_gradcam
 from kdscope.explainers.gradients import deconvnet, guided_backprop, saliency
 from kdscope.explainers.occlusion import occlusion
 from kdscope.explainers.shap import gradient_shap, superpixel_shap
-from kdscope.subject import Subject
 
 METHODS: dict[str, Callable[..., Explanation]] = {
     "saliency": functools.partial(saliency, variant="absolute"),

@@ -24,10 +24,10 @@ import torch
 from torch import fx, nn
 
 from kdscope.compress.masks import mask_of, weight_of
+from kdscope.core.stats import bootstrap_ci
+from kdscope.core.subject import Subject
 from kdscope.explainers.registry import explain
 from kdscope.explainers.similarity import METRICS, degenerate_maps, map_similarity, pointing_game, relevance_mass
-from kdscope.stats import bootstrap_ci
-from kdscope.subject import Subject
 
 PASS_THRESHOLD = 0.5
 """A method passes cascading randomisation when the mean Spearman correlation of |map| between the trained model

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from kdscope.core.subject import RawInputModel, Subject
 from kdscope.explainers.base import Explanation, check_explain_inputs, frozen
-from kdscope.subject import RawInputModel, Subject
 
 
 def grid_superpixels(height: int, width: int, cell: int) -> torch.Tensor:

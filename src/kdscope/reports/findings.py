@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from kdscope.reports.formatting import points_ci, rate_ci, value_ci
-from kdscope.results import Results
+from kdscope.results.schema import Results
 
 
 def findings(results: Results) -> list[str]:

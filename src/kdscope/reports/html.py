@@ -13,11 +13,11 @@ import plotly
 from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
-from kdscope import __version__
-from kdscope.io import atomic_write_all
+from kdscope.core.io import atomic_write_all
+from kdscope.core.version import __version__
 from kdscope.reports import sections
 from kdscope.reports.findings import findings
-from kdscope.results import Results
+from kdscope.results.schema import Results
 
 SIZE_BUDGET_BYTES = 8 * 1024 * 1024
 

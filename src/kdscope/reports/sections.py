@@ -7,7 +7,7 @@ import numpy as np
 
 from kdscope.reports import figures, images
 from kdscope.reports.formatting import kilobytes, number, percent, points_ci, rate_ci, value_ci
-from kdscope.results import Results
+from kdscope.results.schema import Results
 
 ROLE_LABELS = {"teacher": "teacher", "student": "distilled student", "independent_student": "independent control",
                "pruned": "pruned", "quantized": "quantized"}

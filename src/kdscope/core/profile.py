@@ -1,0 +1,53 @@
+"""What a model costs, measured one way for every caller (compression lineage, the audit's model table, the CLI):
+parameter counts, serialised size, CPU latency, and a digest of its weights."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import statistics
+import time
+
+import torch
+
+from kdscope.core.subject import Subject
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """All parameters and the non-zero ones (a pruned model's zeros still take space until they are removed)."""
+    parameters = list(model.parameters())
+    return {"parameters": sum(p.numel() for p in parameters),
+            "nonzero_parameters": sum(int(torch.count_nonzero(p)) for p in parameters)}
+
+
+def state_dict_bytes(model: torch.nn.Module) -> int:
+    """Size of the model's state_dict as `torch.save` writes it."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+@torch.no_grad()
+def cpu_latency_ms(subject: Subject, shape: tuple[int, ...], batch: int = 64, repeats: int = 20) -> float | None:
+    """Median wall time of one forward pass on a batch (milliseconds); None when the model is not on the CPU."""
+    if subject.device.type != "cpu":
+        return None
+    x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))
+    for _ in range(3):
+        subject.logits(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subject.logits(x)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A hash of the model's weights and buffers: the same digest means the same trained model."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if isinstance(tensor, torch.Tensor):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

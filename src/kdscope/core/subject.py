@@ -1,0 +1,343 @@
+"""Subject: one model under audit, with its normalisation, device, role and a guard that leaves it unchanged.
+
+Everything downstream (explainers, attacks, metrics) receives a Subject, never a bare module. Images enter as raw
+float32 NCHW in [0, 1]; the Subject normalises them, runs the model in eval mode and hands back logits.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from kdscope.core.hooks import ModuleChanges
+
+ROLES = ("teacher", "student", "independent_student", "pruned", "quantized", "other")
+_HOOK_DICTS = (
+    "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+    "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called",
+)
+_HOOK_FLAGS = ("_is_full_backward_hook",)
+"""Module attributes torch sets when a backward hook is registered: bookkeeping the guard restores with the hooks."""
+
+
+class ProbabilityOutputError(ValueError):
+    """The model returned probabilities where kdscope needs logits."""
+
+
+class Subject:
+    """A model plus what is needed to run it correctly: normalisation, input range, device, role, gradient twin.
+
+    `mean` and `std` hold one value per image channel, or a single value that serves every channel."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        name: str = "model",
+        role: str = "other",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        input_range: tuple[float, float] = (0.0, 1.0),
+        device: str | torch.device | None = None,
+        twin: nn.Module | None = None,
+        class_names: Sequence[str] | None = None,
+        metadata: dict | None = None,
+        outputs: str = "auto",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Subject needs a torch.nn.Module, got {type(model).__name__}")
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        low, high = map(float, input_range)
+        if not low < high:
+            raise ValueError(f"input_range must be (low, high) with low < high, got {input_range}")
+        if outputs not in ("auto", "logits"):
+            raise ValueError(f"outputs must be 'auto' (refuse outputs that look like probabilities) or 'logits', "
+                             f"got {outputs!r}")
+        self.outputs = outputs
+        self._outputs_decided = outputs == "logits"
+        self.model, self.twin, self.name, self.role = model, twin, str(name), role
+        self.input_range = (low, high)
+        self.device = _model_device(model, device)
+        self.class_names = tuple(class_names) if class_names is not None else None
+        self.metadata = dict(metadata or {})
+        self._classes: int | None = None
+        self._guard_depth = 0
+        self.mean = _channel_vector(mean, "mean", self.device)
+        self.std = _channel_vector(std, "std", self.device)
+        if self.std is not None and bool((self.std <= 0).any()):
+            raise ValueError(f"std must be positive in every channel, got {std}")
+
+    def __repr__(self) -> str:
+        model = type(self.model).__name__
+        return f"Subject(name={self.name!r}, role={self.role!r}, model={model}, device={self.device})"
+
+    @property
+    def gradient_model(self) -> nn.Module:
+        """The module gradients are taken from: the differentiable twin when there is one (int8), else the model."""
+        return self.twin if self.twin is not None else self.model
+
+    @property
+    def gradient_source(self) -> str:
+        return "twin" if self.twin is not None else "model"
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw [0, 1] images -> the model's input space (out of place)."""
+        if self.mean is not None:
+            x = x - self.mean
+        if self.std is not None:
+            x = x / self.std
+        return x
+
+    @contextmanager
+    def guard(self) -> Iterator[Subject]:
+        """Eval mode inside; on exit (also after an exception) restore every module's mode, parameters'
+        requires_grad flags and hook bookkeeping.
+
+        kdscope adds its hooks through `ModuleChanges`, which removes them itself; as a safety net the guard also
+        removes hooks that kdscope code added inside and left behind. Hooks the user adds inside stay.
+
+        Modes are set per module rather than through `train()`, which torch.export programs refuse (their graph
+        already fixes the mode). A guard opened inside another guard of the same Subject does nothing: the outer
+        one restores everything, and explainers and attacks open one per call, then call `logits` many times."""
+        if self._guard_depth:
+            self._guard_depth += 1
+            try:
+                yield self
+            finally:
+                self._guard_depth -= 1
+            return
+        modules = _all_modules(self.model, self.twin)
+        modes = [m.training for m in modules]
+        hooks = [_hook_state(m) for m in modules]
+        params = [p for m in modules for p in m.parameters(recurse=False)]
+        requires_grad = [p.requires_grad for p in params]
+        for m, mode in zip(modules, modes):
+            if mode:
+                _set_training(m, False)
+        self._guard_depth = 1
+        try:
+            yield self
+        finally:
+            self._guard_depth = 0
+            for m, mode, (ids, flags) in zip(modules, modes, hooks):
+                if m.training != mode:
+                    _set_training(m, mode)
+                _drop_leaked_hooks(m, ids, flags)
+            for p, flag in zip(params, requires_grad):
+                if p.requires_grad != flag:
+                    p.requires_grad_(flag)
+
+    def logits(self, x: torch.Tensor, *, use_twin: bool = False) -> torch.Tensor:
+        """Validated raw images -> logits, in eval mode. Gradients flow to `x` when it requires them."""
+        self.check_images(x)
+        module = self.gradient_model if use_twin else self.model
+        with self.guard():
+            out = module(self.normalize(x.to(self.device)))
+        check_logits(out, self.name, probabilities=not self._outputs_decided)
+        self._outputs_decided = True
+        return out
+
+    @torch.no_grad()
+    def num_classes(self, x: torch.Tensor) -> int:
+        """Number of logits, from one forward pass on the first image of `x` the first time, cached after."""
+        if self._classes is None:
+            self._classes = int(self.logits(x[:1]).shape[1])
+        return self._classes
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Top-1 class per image, batched, without gradients."""
+        return torch.cat([self.logits(x[i : i + batch_size]).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+
+    @torch.no_grad()
+    def evaluate(self, data: torch.utils.data.Dataset, batch_size: int = 256) -> dict[str, float]:
+        """Accuracy and mean cross-entropy on an ImageSet, its labels matched by class name to this model's classes
+        (a folder's alphabetical order is never taken for the model's); labels the model has no output for are
+        refused."""
+        from kdscope.data.classes import align_classes, check_label_range
+
+        data = align_classes(data, self.class_names, model=self.name)
+        if len(data):
+            check_label_range(data, self.num_classes(data.images(slice(0, 1))), model=self.name)
+        correct, loss, n = 0, 0.0, 0
+        for x, y in data.batches(batch_size):
+            out = self.logits(x)
+            y = y.to(out.device)
+            correct += int((out.argmax(1) == y).sum())
+            loss += float(nn.functional.cross_entropy(out.float(), y, reduction="sum"))
+            n += len(y)
+        if n == 0:
+            raise ValueError("cannot evaluate on an empty dataset")
+        return {"accuracy": correct / n, "loss": loss / n, "n": n}
+
+    def layers(self) -> dict[str, nn.Module]:
+        """Every named submodule (hookable by name), in definition order; pruning masks' internals left out."""
+        return {name: m for name, m in self.model.named_modules() if name and ".parametrizations" not in name}
+
+    def layer(self, name: str) -> nn.Module:
+        layers = self.layers()
+        if name not in layers:
+            close = difflib.get_close_matches(name, list(layers), n=3)
+            hint = f" Did you mean {close}?" if close else f" Available: {list(layers)[:20]}"
+            raise KeyError(f"{self.name} has no layer {name!r}.{hint}")
+        return layers[name]
+
+    @contextmanager
+    def capture(self, names: Sequence[str], *, detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+        """Record the outputs of the named layers during forward passes inside the block; hooks always removed.
+        In-place activations are switched off inside, so a following `ReLU(inplace=True)` cannot overwrite what
+        was recorded."""
+        store: dict[str, torch.Tensor] = {}
+        with ModuleChanges() as changes:
+            changes.no_inplace(self.model)
+            for name in names:
+                def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor, name: str = name) -> None:
+                    store[name] = output.detach() if detach else output
+                changes.hook(self.layer(name).register_forward_hook, hook)
+            yield store
+
+    def check_images(self, x: torch.Tensor) -> None:
+        """Raise a ValueError/TypeError that names the fix when `x` is not a valid raw image batch."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(x).__name__}; use torch.from_numpy(...)")
+        if x.dtype != torch.float32:
+            raise TypeError(
+                f"images must be float32 in [0, 1], got {x.dtype}; convert with x.float() (and /255 for uint8)"
+            )
+        if x.ndim != 4:
+            raise ValueError(
+                f"images must be a 4-D NCHW batch, got shape {tuple(x.shape)}; add a batch axis with x[None]"
+            )
+        if len(x) == 0:
+            raise ValueError("images batch is empty")
+        self._check_channels(x)
+        if not bool(torch.isfinite(x.detach()).all()):
+            raise ValueError("images contain NaN or inf values")
+        low, high = self.input_range
+        lo, hi = float(x.detach().min()), float(x.detach().max())
+        if lo < low - 1e-6 or hi > high + 1e-6:
+            raise ValueError(
+                f"images must be raw values in [{low}, {high}], got [{lo:.3g}, {hi:.3g}]; pass un-normalised images "
+                "(the Subject applies its own mean/std), e.g. uint8 / 255"
+            )
+
+    def _check_channels(self, x: torch.Tensor) -> None:
+        """A mean/std of one value serves every channel; any other length must match the images' channels."""
+        channels = x.shape[1]
+        for what, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and values.numel() not in (1, channels):
+                raise ValueError(
+                    f"{self.name}'s {what} has {values.numel()} values but the images have {channels} channels "
+                    f"(NCHW shape {tuple(x.shape)}); give {what} one value per channel, or a single value for all "
+                    f"channels, or pass {values.numel()}-channel images"
+                )
+
+
+class RawInputModel(nn.Module):
+    """A Subject as a plain module of raw [0, 1] images (its normalisation inside): the form other libraries
+    (captum, torchattacks, Foolbox) call. `use_twin` runs the gradient model (an int8 Subject's twin)."""
+
+    def __init__(self, subject: Subject, *, use_twin: bool = False) -> None:
+        super().__init__()
+        self.subject, self.use_twin = subject, use_twin
+        self.model = subject.gradient_model if use_twin else subject.model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.subject.normalize(x))
+
+
+def check_logits(out: torch.Tensor, name: str = "model", *, probabilities: bool = True) -> None:
+    """Refuse outputs that are not a (N, classes) logit matrix and, with `probabilities`, outputs that look like
+    softmax probabilities. A Subject asks the second question once, on the first (clean) batch it runs: inputs
+    crafted in an attack can push real logits into that shape. Exact one-hot rows are taken as logits."""
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{name} must return a (batch, classes) logit tensor, got {shape}")
+    if out.shape[1] < 2:
+        raise ValueError(f"{name} returns {out.shape[1]} output; kdscope needs one logit per class (>= 2)")
+    if not probabilities:
+        return
+    with torch.no_grad():
+        looks_like = bool((out >= 0).all() and (out <= 1).all()) and bool(
+            torch.allclose(out.float().sum(1), torch.ones(len(out), device=out.device), atol=1e-3)
+        ) and not bool(((out == 0) | (out == 1)).all())
+    if looks_like:
+        raise ProbabilityOutputError(
+            f"{name} appears to output probabilities (non-negative rows that sum to 1). kdscope needs logits: remove "
+            "the final softmax layer, or wrap the model so it returns log-probabilities (torch.log of its output). "
+            "If these are logits, say so: Subject(..., outputs='logits')."
+        )
+
+
+def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    tensor = next(iter(model.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(model.buffers()), None)
+    actual = tensor.device if tensor is not None else torch.device("cpu")
+    if device is not None and torch.device(device) != actual and not (
+        torch.device(device).type == actual.type and torch.device(device).index is None
+    ):
+        raise ValueError(f"the model's parameters are on {actual}, not {device}; call model.to({str(device)!r}) first")
+    return actual
+
+
+def _channel_vector(values: Sequence[float] | None, what: str, device: torch.device) -> torch.Tensor | None:
+    if values is None:
+        return None
+    tensor = torch.as_tensor(values, dtype=torch.float32, device=device).flatten()
+    if tensor.numel() == 0 or not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{what} must be one finite value per channel, or a single value for all, got {values}")
+    return tensor.view(1, -1, 1, 1)
+
+
+def _set_training(module: nn.Module, mode: bool) -> None:
+    """One module's own mode, not its children's. Written into `__dict__` because torch.export programs refuse
+    `train()`; a TorchScript module keeps the flag in its compiled object, so there it goes through setattr."""
+    if isinstance(module, torch.jit.ScriptModule):
+        module.training = mode
+    else:
+        module.__dict__["training"] = mode
+
+
+def _all_modules(*roots: nn.Module | None) -> list[nn.Module]:
+    seen: dict[int, nn.Module] = {}
+    for root in roots:
+        if root is not None:
+            for m in root.modules():
+                seen.setdefault(id(m), m)
+    return list(seen.values())
+
+
+def _hook_state(module: nn.Module) -> tuple[dict[str, set], dict[str, object]]:
+    """The handle ids in a module's hook dicts and the hook flags it stores, as the guard found them."""
+    ids = {name: set(getattr(module, name, None) or {}) for name in _HOOK_DICTS}
+    flags = {name: module.__dict__[name] for name in _HOOK_FLAGS if name in module.__dict__}
+    return ids, flags
+
+
+def _drop_leaked_hooks(module: nn.Module, ids: dict[str, set], flags: dict[str, object]) -> None:
+    """Remove the hooks kdscope code added inside the guard and left behind (the user's stay), then restore the hook
+    flags once the backward hooks are as they were: a flag reset under a remaining hook would silence it."""
+    leaked = {key for name in _HOOK_DICTS for key, hook in (getattr(module, name, None) or {}).items()
+              if key not in ids[name] and _from_kdscope(hook)}
+    for name in _HOOK_DICTS:
+        current = getattr(module, name, None) or {}
+        for key in [k for k in current if k in leaked]:
+            del current[key]
+    if set(getattr(module, "_backward_hooks", None) or {}) == ids["_backward_hooks"]:
+        for name in _HOOK_FLAGS:
+            module.__dict__.pop(name, None)
+        module.__dict__.update(flags)
+
+
+def _from_kdscope(hook: object) -> bool:
+    """Whether a hook function was defined in kdscope (a leak to clean up) rather than by the user."""
+    while isinstance(hook, functools.partial):
+        hook = hook.func
+    return (getattr(hook, "__module__", None) or "").split(".")[0] == "kdscope"
