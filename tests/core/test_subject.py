@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from kdscope import zoo
+from kdscope.core.hooks import ModuleChanges
 from kdscope.core.subject import ProbabilityOutputError, Subject, check_logits
 from kdscope.explainers.gradients import _guided_hook
 from tests.conftest import assert_unchanged, parameters_snapshot
@@ -20,18 +21,19 @@ def test_normalisation_lives_in_the_subject():
     assert torch.allclose(subject.logits(x), torch.tensor([[1.0, 1.0 + 0.5]]))
 
 
-def test_guard_restores_modes_and_removes_leaked_hooks_after_an_exception(tiny_resnet):
-    """kdscope's own hooks left behind inside the guard go, with the flag torch set for them; the user's stay."""
+def test_guard_restores_modes_and_flags_and_owned_hooks_go_after_an_exception(tiny_resnet):
+    """Modes and requires_grad come back; hooks added through a ModuleChanges go with the flag torch set for them,
+    whoever raised; the user's hooks stay."""
     tiny_resnet.train()
     tiny_resnet.layer1.eval()
     user_hook = tiny_resnet.fc.register_forward_hook(lambda *args: None)
     subject = Subject(tiny_resnet)
     before = modules_snapshot(tiny_resnet)
-    with pytest.raises(RuntimeError, match="boom"), subject.guard():
+    with pytest.raises(RuntimeError, match="boom"), subject.guard(), ModuleChanges() as changes:
         assert not any(m.training for m in tiny_resnet.modules())
-        tiny_resnet.layer2.register_forward_hook(_guided_hook, with_kwargs=True, always_call=True)
-        tiny_resnet.fc.register_full_backward_hook(functools.partial(_guided_hook))
-        tiny_resnet.stem.register_forward_pre_hook(_guided_hook)
+        changes.hook(tiny_resnet.layer2.register_forward_hook, _guided_hook, with_kwargs=True, always_call=True)
+        changes.hook(tiny_resnet.fc.register_full_backward_hook, functools.partial(_guided_hook))
+        changes.hook(tiny_resnet.stem.register_forward_pre_hook, _guided_hook)
         tiny_resnet.fc.weight.requires_grad_(False)
         raise RuntimeError("boom")
     assert tiny_resnet.training and not tiny_resnet.layer1.training and tiny_resnet.layer2.training

@@ -31,8 +31,8 @@ def pgd(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, target: torch.Ten
     """Projected gradient ascent in the Linf or L2 eps-ball (`step` defaults to 2.5 * eps / steps); with
     `random_start=False` this is the basic iterative method."""
     y, target = check_attack_inputs(subject, x, y, target, eps)
-    if norm not in ("linf", "l2"):
-        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     step = 2.5 * eps / steps if step is None else step
@@ -56,6 +56,9 @@ def pgd(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, target: torch.Ten
         adversarial = (x + delta).clamp(low, high).detach()
     params = {"eps": eps, "step": step, "steps": steps, "norm": norm, "random_start": random_start, "seed": seed}
     return finish(subject, x, adversarial, y, target, "pgd", params)
+
+NORMS = ("linf", "l2")
+"""The perturbation budgets PGD projects onto."""
 
 
 def _project_l2(delta: torch.Tensor, eps: float) -> torch.Tensor:

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 
 import torch
 
 from kdscope.attacks.base import AttackResult, GradientMaskingWarning
 from kdscope.attacks.cw import carlini_wagner, penalized
-from kdscope.attacks.fgsm import fgsm, pgd
+from kdscope.attacks.fgsm import NORMS, fgsm, pgd
 from kdscope.attacks.square import square
+from kdscope.core.registry import Entry, lookup
 from kdscope.core.subject import Subject
 
-ATTACKS: dict[str, Callable[..., AttackResult]] = {
-    "fgsm": fgsm, "pgd": pgd, "cw": carlini_wagner, "penalized": penalized, "square": square,
-}
+_WHITE_BOX = frozenset({"needs_gradients"})
+
+ATTACKS: dict[str, Entry[AttackResult]] = {entry.name: entry for entry in (
+    Entry("fgsm", fgsm, "one signed-gradient step of size eps (Goodfellow et al. 2015)", _WHITE_BOX),
+    Entry("pgd", pgd, "projected gradient descent in an Linf or L2 ball (Madry et al. 2018)", _WHITE_BOX,
+          choices={"norm": NORMS}),
+    Entry("cw", carlini_wagner, "Carlini-Wagner L2 with a binary search on its constant", _WHITE_BOX),
+    Entry("penalized", penalized, "gradient ascent on the margin with an L2 penalty", _WHITE_BOX),
+    Entry("square", square, "score-based random squares, no gradients (Andriushchenko et al. 2020)",
+          frozenset({"runs_int8_kernels"})),
+)}
 
 
 def run(subject: Subject, x: torch.Tensor, y: torch.Tensor, *, attack: str = "pgd",
         target: torch.Tensor | None = None, **params: object) -> AttackResult:
     """Run a registered attack; the input batch is never modified and the model's state is restored."""
-    if attack not in ATTACKS:
-        raise ValueError(f"unknown attack {attack!r}; choose one of {sorted(ATTACKS)}")
-    return ATTACKS[attack](subject, x, y, target=target, **params)
+    return lookup(ATTACKS, attack, "attack")(subject, x, y, target=target, **params)
 
 
 def check_gradient_masking(white_box: AttackResult, gradient_free: AttackResult, *, margin: float = 0.05) -> bool:

@@ -4,11 +4,12 @@ when it is read, so a wrong type in a TOML or YAML file is an error naming the k
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 from kdscope.attacks import ATTACKS
 from kdscope.audit.stages import STAGES
+from kdscope.core.registry import Entry
 from kdscope.explainers import METHODS
 
 
@@ -92,20 +93,21 @@ def check_layers(value: object) -> None:
             raise ValueError(f"plan key 'cka_layers.{model}' must be 'auto' or a list of layer names, got {layers!r}")
 
 
-def check_attack(index: int, config: object, attacks: dict[str, Callable]) -> None:
+def check_attack(index: int, config: object, attacks: Mapping[str, Entry]) -> None:
     """An attack table: a known 'attack' name and only parameters that attack takes, of the right type."""
     if not isinstance(config, dict) or config.get("attack") not in attacks:
         raise ValueError(f"plan key 'attacks[{index}]' must be a table with an 'attack' name from {sorted(attacks)} "
                          f"and its parameters, got {config!r}")
-    name = config["attack"]
-    parameters = {p.name: p for p in inspect.signature(attacks[name]).parameters.values()
-                  if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "target"}
+    entry = attacks[config["attack"]]
+    parameters = entry.parameters(exclude=("target",))
     for key, value in config.items():
         if key == "attack":
             continue
         if key not in parameters:
-            raise ValueError(f"plan key 'attacks[{index}].{key}': {name} takes no parameter {key!r}; it takes "
+            raise ValueError(f"plan key 'attacks[{index}].{key}': {entry.name} takes no parameter {key!r}; it takes "
                              f"{sorted(parameters)}")
+        if key in entry.choices and value not in entry.choices[key]:
+            raise ValueError(f"plan key 'attacks[{index}].{key}' must be one of {entry.choices[key]}, got {value!r}")
         _check_like_default(f"attacks[{index}].{key}", value, parameters[key].default)
 
 

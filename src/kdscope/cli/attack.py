@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from kdscope.attacks.fgsm import NORMS
+from kdscope.attacks.registry import ATTACKS
 from kdscope.attacks.transfer import TransferResult
 from kdscope.cli.common import (
     ModelSource,
@@ -38,10 +40,10 @@ def parse_eps(text: str) -> float:
               help="Model references (checkpoint, TorchScript, .pt2, module:function; NAME=REF names one): "
                    "--models A B C")
 @click.argument("more_models", nargs=-1)
-@click.option("--attack", "attack_name", type=click.Choice(["fgsm", "pgd", "cw", "penalized", "square"]),
+@click.option("--attack", "attack_name", type=click.Choice(sorted(ATTACKS)),
               default="pgd", show_default=True)
 @click.option("--eps", default="4/255", show_default=True, help="Linf (or L2 with --norm l2) budget, e.g. 4/255.")
-@click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True, help="pgd only.")
+@click.option("--norm", type=click.Choice(NORMS), default="linf", show_default=True, help="pgd only.")
 @click.option("--steps", type=click.IntRange(1), default=10, show_default=True, help="pgd, cw, penalized.")
 @click.option("--queries", type=click.IntRange(1), default=1000, show_default=True, help="square only.")
 @click.option("--curve", default=None, help="Also robust accuracy per model at these eps, e.g. 1/255,2/255,4/255.")

@@ -7,7 +7,6 @@ float32 NCHW in [0, 1]; the Subject normalises them, runs the model in eval mode
 from __future__ import annotations
 
 import difflib
-import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -17,12 +16,6 @@ from torch import nn
 from kdscope.core.hooks import ModuleChanges
 
 ROLES = ("teacher", "student", "independent_student", "pruned", "quantized", "other")
-_HOOK_DICTS = (
-    "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-    "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called",
-)
-_HOOK_FLAGS = ("_is_full_backward_hook",)
-"""Module attributes torch sets when a backward hook is registered: bookkeeping the guard restores with the hooks."""
 
 
 class ProbabilityOutputError(ValueError):
@@ -84,7 +77,14 @@ class Subject:
 
     @property
     def gradient_source(self) -> str:
+        """Which model gradients come from: an int8 Subject's fake-quant 'twin', else the 'model'."""
         return "twin" if self.twin is not None else "model"
+
+    @property
+    def forward_source(self) -> str:
+        """Which model forward-only methods (occlusion, superpixel SHAP, Square) run: the 'int8 model' kernels
+        themselves when there is a twin, else the 'model'."""
+        return "int8 model" if self.twin is not None else "model"
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Raw [0, 1] images -> the model's input space (out of place)."""
@@ -96,11 +96,9 @@ class Subject:
 
     @contextmanager
     def guard(self) -> Iterator[Subject]:
-        """Eval mode inside; on exit (also after an exception) restore every module's mode, parameters'
-        requires_grad flags and hook bookkeeping.
-
-        kdscope adds its hooks through `ModuleChanges`, which removes them itself; as a safety net the guard also
-        removes hooks that kdscope code added inside and left behind. Hooks the user adds inside stay.
+        """Eval mode inside; on exit (also after an exception) restore every module's mode and parameters'
+        requires_grad flags. Hooks are not the guard's business: whoever adds one does it through a `ModuleChanges`,
+        which removes exactly its own, so a hook the user adds inside the guard stays.
 
         Modes are set per module rather than through `train()`, which torch.export programs refuse (their graph
         already fixes the mode). A guard opened inside another guard of the same Subject does nothing: the outer
@@ -114,7 +112,6 @@ class Subject:
             return
         modules = _all_modules(self.model, self.twin)
         modes = [m.training for m in modules]
-        hooks = [_hook_state(m) for m in modules]
         params = [p for m in modules for p in m.parameters(recurse=False)]
         requires_grad = [p.requires_grad for p in params]
         for m, mode in zip(modules, modes):
@@ -125,10 +122,9 @@ class Subject:
             yield self
         finally:
             self._guard_depth = 0
-            for m, mode, (ids, flags) in zip(modules, modes, hooks):
+            for m, mode in zip(modules, modes):
                 if m.training != mode:
                     _set_training(m, mode)
-                _drop_leaked_hooks(m, ids, flags)
             for p, flag in zip(params, requires_grad):
                 if p.requires_grad != flag:
                     p.requires_grad_(flag)
@@ -312,32 +308,3 @@ def _all_modules(*roots: nn.Module | None) -> list[nn.Module]:
             for m in root.modules():
                 seen.setdefault(id(m), m)
     return list(seen.values())
-
-
-def _hook_state(module: nn.Module) -> tuple[dict[str, set], dict[str, object]]:
-    """The handle ids in a module's hook dicts and the hook flags it stores, as the guard found them."""
-    ids = {name: set(getattr(module, name, None) or {}) for name in _HOOK_DICTS}
-    flags = {name: module.__dict__[name] for name in _HOOK_FLAGS if name in module.__dict__}
-    return ids, flags
-
-
-def _drop_leaked_hooks(module: nn.Module, ids: dict[str, set], flags: dict[str, object]) -> None:
-    """Remove the hooks kdscope code added inside the guard and left behind (the user's stay), then restore the hook
-    flags once the backward hooks are as they were: a flag reset under a remaining hook would silence it."""
-    leaked = {key for name in _HOOK_DICTS for key, hook in (getattr(module, name, None) or {}).items()
-              if key not in ids[name] and _from_kdscope(hook)}
-    for name in _HOOK_DICTS:
-        current = getattr(module, name, None) or {}
-        for key in [k for k in current if k in leaked]:
-            del current[key]
-    if set(getattr(module, "_backward_hooks", None) or {}) == ids["_backward_hooks"]:
-        for name in _HOOK_FLAGS:
-            module.__dict__.pop(name, None)
-        module.__dict__.update(flags)
-
-
-def _from_kdscope(hook: object) -> bool:
-    """Whether a hook function was defined in kdscope (a leak to clean up) rather than by the user."""
-    while isinstance(hook, functools.partial):
-        hook = hook.func
-    return (getattr(hook, "__module__", None) or "").split(".")[0] == "kdscope"

@@ -57,7 +57,7 @@ def occlusion(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, patch:
     maps = (total / covered.clamp(min=1)).unsqueeze(1)
     params = {"patch": patch, "stride": stride, "baseline": baseline if isinstance(baseline, float) else "tensor",
               "score": score}
-    return Explanation(maps, "occlusion", "int8 model" if subject.twin is not None else "model", params)
+    return Explanation(maps, "occlusion", subject.forward_source, params)
 
 
 def _score(subject: Subject, images: torch.Tensor, target: torch.Tensor, score: str,

@@ -66,5 +66,5 @@ def superpixel_shap(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, 
             perturbations_per_eval=max(1, batch_size // len(x)))
     sizes = torch.bincount(mask.flatten()).float()[mask]
     maps = values[:, :1] / sizes
-    return Explanation(maps, "superpixel_shap", "int8 model" if subject.twin is not None else "model",
+    return Explanation(maps, "superpixel_shap", subject.forward_source,
                        {"cell": cell, "baseline": baseline, "permutations": permutations, "seed": seed})
