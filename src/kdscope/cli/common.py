@@ -17,10 +17,6 @@ image_size_option = click.option(
     help="Square image side: folders of mixed sizes are resized to it; ProbeWorld and digits render at it.")
 
 
-def fmt(value: float | int | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def floats(text: str | None) -> list[float] | None:
     if text is None:
         return None

@@ -11,13 +11,14 @@ import click
 from kdscope import zoo
 from kdscope.cli.attack import attack_command
 from kdscope.cli.audit import audit_command, demo_command, report_command
-from kdscope.cli.common import ModelSource, fmt, image_size_option, load_data, model_source_options
+from kdscope.cli.common import ModelSource, image_size_option, load_data, model_source_options
 from kdscope.cli.compress import compress
 from kdscope.cli.explain import explain_command, sanity_command
 from kdscope.core.version import __version__
 from kdscope.data import VARIANTS
 from kdscope.data.augment import Augment
 from kdscope.data.preview import preview_grid, save_png
+from kdscope.reports.formatting import number
 from kdscope.train import TrainConfig, train
 
 
@@ -159,9 +160,9 @@ def models_command(folder: Path) -> None:
     click.echo(f"{'model':<28}{'role':<21}{'method':<28}{'parent':<18}{'accuracy':>9}{'params':>10}{'sparsity':>9}"
                f"{'file KB':>9}{'latency ms':>11}")
     for name, role, method, parent, accuracy, params, sparsity, size, latency in rows:
-        click.echo(f"{name:<28}{role:<21}{method:<28}{str(parent)[:17]:<18}{fmt(accuracy, '.2%'):>9}"
-                   f"{fmt(params, ',d'):>10}{fmt(sparsity, '.0%'):>9}{fmt(size and size / 1024, '.1f'):>9}"
-                   f"{fmt(latency, '.2f'):>11}")
+        click.echo(f"{name:<28}{role:<21}{method:<28}{str(parent)[:17]:<18}{number(accuracy, '.2%'):>9}"
+                   f"{number(params, ',d'):>10}{number(sparsity, '.0%'):>9}{number(size and size / 1024, '.1f'):>9}"
+                   f"{number(latency, '.2f'):>11}")
     for problem in problems:
         click.echo(problem, err=True)
 
