@@ -158,7 +158,7 @@ def _train_epoch(model: nn.Module, subject: Subject, data: ImageSet, config: Tra
             x = config.augment(x, generator)
         x = x.contiguous(memory_format=memory_format)
         with autocast:
-            logits = model(subject.normalize(x))
+            logits = subject.select_logits(model(subject.normalize(x)))
             batch_loss = loss_hook(logits, y, x)
         optimizer.zero_grad(set_to_none=True)
         batch_loss.backward()

@@ -13,6 +13,7 @@ from kdscope.attacks.fgsm import NORMS
 from kdscope.attacks.registry import ATTACKS
 from kdscope.attacks.transfer import TransferResult
 from kdscope.cli.common import (
+    OUTPUT_OPTION,
     ModelSource,
     floats,
     image_size_option,
@@ -61,19 +62,20 @@ def parse_eps(text: str) -> float:
 @click.option("--std", default=None, help="Per-channel std for models that record none, comma-separated.")
 @click.option("--class-names", default=None, help="The models' classes in output order, comma-separated.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling of model files.")
+@OUTPUT_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def attack_command(first_models: tuple[str, ...], more_models: tuple[str, ...], attack_name: str, eps: str,
                    norm: str, steps: int, queries: int, curve: str | None, round_8bit: bool, data_spec: str, n: int,
                    image_size: int | None, seed: int, weight_files: tuple[str, ...], random_weights: bool,
                    mean: str | None, std: str | None, class_names: str | None, trust_checkpoint: bool,
-                   out: Path) -> None:
+                   output: str | None, out: Path) -> None:
     """Attack every model and evaluate each attack on every other; writes OUT/transfer.json and OUT/transfer.csv."""
     from kdscope.attacks import robust_accuracy_curve, transfer_matrix
 
     references = [named_reference(reference) for reference in list(first_models) + list(more_models)]
     params = _attack_params(attack_name, parse_eps(eps), norm, steps, queries, seed)
     names = tuple(c.strip() for c in class_names.split(",")) if class_names else None
-    source = ModelSource(None, random_weights, floats(mean), floats(std), names, trust_checkpoint)
+    source = ModelSource(None, random_weights, floats(mean), floats(std), names, trust_checkpoint, output)
     weights = weights_by_model(weight_files, references)
     subjects = [source.load(target, name=name, weights=weights.get(target)) for name, target in references]
     data = source.fit(subjects, load_data(data_spec, "test", n, image_size, seed))

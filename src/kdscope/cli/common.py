@@ -43,6 +43,7 @@ class ModelSource:
     std: list[float] | None = None
     class_names: tuple[str, ...] | None = None
     trust: bool = False
+    output: str | None = None
 
     def load(self, reference: str, *, role: str | None = None, weights: str | None = None,
              name: str | None = None):
@@ -53,7 +54,8 @@ class ModelSource:
         try:
             return load_subject(reference, name=name, role=role, weights=weights or self.weights, trust=self.trust,
                                 default_mean=self.mean, default_std=self.std,
-                                random_weights=self.random_weights and not (weights or self.weights))
+                                random_weights=self.random_weights and not (weights or self.weights),
+                                output=self.output)
         except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as error:
             raise click.ClickException(f"cannot load {reference!r}: {error}") from error
 
@@ -101,6 +103,10 @@ def weights_by_model(weight_files: tuple[str, ...], models: list[tuple[str | Non
     return chosen
 
 
+OUTPUT_OPTION = click.option(
+    "--output", default=None, metavar="KEY",
+    help="Where the logits are in what the model returns (a dict key or attribute); by default a tensor, a tuple's "
+         "first element, or a 'logits' entry (HuggingFace).")
 _SOURCE_OPTIONS = (
     click.option("--weights", default=None, metavar="FILE",
                  help="state_dict for a module:function model (its kdscope JSON beside it is read too)."),
@@ -112,6 +118,7 @@ _SOURCE_OPTIONS = (
                  help="The model's classes in output order, comma-separated; folders are matched to them by name "
                       "(default: the names its checkpoint records)."),
     click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling (runs code from the file)."),
+    OUTPUT_OPTION,
 )
 
 
@@ -120,11 +127,11 @@ def model_source_options(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args: object, weights: str | None, random_weights: bool, mean: str | None, std: str | None,
-                class_names: str | None, trust_checkpoint: bool, **kwargs: object) -> object:
+                class_names: str | None, trust_checkpoint: bool, output: str | None, **kwargs: object) -> object:
         if weights is not None and not Path(weights).exists():
             raise click.BadParameter(f"{weights} does not exist", param_hint="--weights")
         names = tuple(n.strip() for n in class_names.split(",")) if class_names else None
-        source = ModelSource(weights, random_weights, floats(mean), floats(std), names, trust_checkpoint)
+        source = ModelSource(weights, random_weights, floats(mean), floats(std), names, trust_checkpoint, output)
         return command(*args, source=source, **kwargs)
 
     for option in reversed(_SOURCE_OPTIONS):

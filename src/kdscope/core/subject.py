@@ -7,7 +7,7 @@ float32 NCHW in [0, 1]; the Subject normalises them, runs the model in eval mode
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -41,6 +41,7 @@ class Subject:
         class_names: Sequence[str] | None = None,
         metadata: dict | None = None,
         outputs: str = "auto",
+        output: str | Callable[[object], torch.Tensor] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"Subject needs a torch.nn.Module, got {type(model).__name__}")
@@ -52,7 +53,9 @@ class Subject:
         if outputs not in ("auto", "logits"):
             raise ValueError(f"outputs must be 'auto' (refuse outputs that look like probabilities) or 'logits', "
                              f"got {outputs!r}")
-        self.outputs = outputs
+        if output is not None and not (isinstance(output, str) or callable(output)):
+            raise TypeError(f"output must be a key (str) or a callable that returns the logits, got {output!r}")
+        self.outputs, self.output = outputs, output
         self._outputs_decided = outputs == "logits"
         self.model, self.twin, self.name, self.role = model, twin, str(name), role
         self.input_range = (low, high)
@@ -134,10 +137,29 @@ class Subject:
         self.check_images(x)
         module = self.gradient_model if use_twin else self.model
         with self.guard():
-            out = module(self.normalize(x.to(self.device)))
+            out = self.select_logits(module(self.normalize(x.to(self.device))))
         check_logits(out, self.name, probabilities=not self._outputs_decided)
         self._outputs_decided = True
         return out
+
+    def select_logits(self, raw: object) -> torch.Tensor:
+        """The logits in what the model returned: `output` when given (a key or a callable); else a tensor itself,
+        the first element of a tuple or list, or the 'logits' entry of a dict or a HuggingFace `ModelOutput`.
+        Anything else is refused with the `output=` that resolves it."""
+        if callable(self.output):
+            return self.output(raw)
+        if isinstance(self.output, str):
+            return _by_key(raw, self.output, self.name)
+        if isinstance(raw, torch.Tensor):
+            return raw
+        if isinstance(raw, (tuple, list)) and raw and isinstance(raw[0], torch.Tensor):
+            return raw[0]
+        if isinstance(raw, Mapping) and isinstance(raw.get("logits"), torch.Tensor):
+            return raw["logits"]
+        found = list(raw) if isinstance(raw, Mapping) else type(raw).__name__
+        raise ValueError(f"{self.name} returned {found}, which holds no logits kdscope can find (a tensor, the first "
+                         "element of a tuple, or a 'logits' entry); name them: Subject(..., output='KEY') or "
+                         "output=lambda out: ... (CLI: --output KEY)")
 
     @torch.no_grad()
     def num_classes(self, x: torch.Tensor) -> int:
@@ -245,7 +267,7 @@ class RawInputModel(nn.Module):
         self.model = subject.gradient_model if use_twin else subject.model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.subject.normalize(x))
+        return self.subject.select_logits(self.model(self.subject.normalize(x)))
 
 
 def check_logits(out: torch.Tensor, name: str = "model", *, probabilities: bool = True) -> None:
@@ -269,6 +291,16 @@ def check_logits(out: torch.Tensor, name: str = "model", *, probabilities: bool 
             "the final softmax layer, or wrap the model so it returns log-probabilities (torch.log of its output). "
             "If these are logits, say so: Subject(..., outputs='logits')."
         )
+
+
+def _by_key(raw: object, key: str, name: str) -> torch.Tensor:
+    """`raw[key]` of a dict-like output, else the attribute `key`; an error listing what there is."""
+    if isinstance(raw, Mapping) and key in raw:
+        return raw[key]
+    if not isinstance(raw, Mapping) and hasattr(raw, key):
+        return getattr(raw, key)
+    there = list(raw) if isinstance(raw, Mapping) else [a for a in dir(raw) if not a.startswith("_")][:20]
+    raise ValueError(f"{name}'s output has no {key!r}; it has {there}")
 
 
 def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:

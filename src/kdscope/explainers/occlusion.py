@@ -64,7 +64,7 @@ def _score(subject: Subject, images: torch.Tensor, target: torch.Tensor, score: 
            checked: bool = False) -> torch.Tensor:
     """The target's score; `checked` skips re-validating occluded copies of already validated images (inside the
     caller's guard), which would otherwise cost a scan of every batch."""
-    logits = subject.model(subject.normalize(images)) if checked else subject.logits(images)
+    logits = subject.select_logits(subject.model(subject.normalize(images))) if checked else subject.logits(images)
     if score == "probability":
         logits = logits.float().softmax(1)
     return target_logits(logits, target).float()

@@ -9,7 +9,7 @@ import importlib
 import pickle
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -45,6 +45,7 @@ def load_subject(
     default_std: Sequence[float] | None = None,
     trust: bool = False,
     random_weights: bool = False,
+    output: str | Callable[[object], torch.Tensor] | None = None,
 ) -> Subject:
     """Load a model as a Subject on the CPU.
 
@@ -53,6 +54,7 @@ def load_subject(
     state_dict, and `random_weights=True` is needed to go without), or, with `trust=True` only, a pickled nn.Module.
     `mean`/`std` override the recorded normalisation; `default_mean`/`default_std` apply only where none is
     recorded. A kdscope JSON beside the weights (`vit.pt` + `vit.json`) supplies normalisation and class names.
+    `output` names the logits in what the model returns (see `Subject.select_logits`).
     """
     text = str(reference)
     path = Path(text)
@@ -86,6 +88,7 @@ def load_subject(
         class_names=meta.get("class_names"),
         twin=twin,
         metadata={k: v for k, v in meta.items() if k in SUBJECT_METADATA},
+        output=output,
     )
 
 
