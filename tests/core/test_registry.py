@@ -11,7 +11,7 @@ from kdscope import Subject
 from kdscope.attacks import ATTACKS
 from kdscope.audit import Plan
 from kdscope.cli.main import main
-from kdscope.explainers import METHODS, FunctionalReluError, explain
+from kdscope.explainers import METHODS, ActivationRuleError, explain
 
 
 class FunctionalRelu(nn.Module):
@@ -32,7 +32,7 @@ def test_methods_needing_relu_modules_refuse_functional_relus_and_the_others_run
     x, y = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 2])
     params = {"occlusion": {"patch": 4, "stride": 4}, "superpixel_shap": {"permutations": 1}}.get(method, {})
     if METHODS[method].can("needs_relu_modules"):
-        with pytest.raises(FunctionalReluError, match="calls ReLU as a function"):
+        with pytest.raises(ActivationRuleError, match="calls ReLU as a function"):
             explain(subject, x, y, method=method, **params)
     else:
         assert explain(subject, x, y, method=method, **params).maps.shape[0] == 2

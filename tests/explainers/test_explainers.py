@@ -10,7 +10,7 @@ from torch import nn
 
 from kdscope import Subject, zoo
 from kdscope.core.subject import RawInputModel
-from kdscope.explainers import METHODS, FunctionalReluError, explain, last_spatial_layer
+from kdscope.explainers import METHODS, ActivationRuleError, explain, last_spatial_layer
 from kdscope.explainers.gradcam import layer_gradcam
 from tests.conftest import assert_unchanged, parameters_snapshot
 from tests.module_state import assert_modules_unchanged, modules_snapshot
@@ -173,7 +173,7 @@ def test_functional_relu_is_an_error_not_a_plain_gradient():
     subject = Subject(_FunctionalRelu(), name="functional")
     x, target = torch.rand(2, 3, 8, 8), torch.tensor([0, 1])
     for method in ("guided_backprop", "deconvnet", "guided_gradcam"):
-        with pytest.raises(FunctionalReluError, match="nn.ReLU modules"):
+        with pytest.raises(ActivationRuleError, match="nn.ReLU modules"):
             explain(subject, x, target, method=method)
     assert explain(subject, x, target, method="gradient").maps.shape == x.shape
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from kdscope import Subject
-from kdscope.explainers import FunctionalReluError, explain
+from kdscope.explainers import ActivationRuleError, explain
 from tests.peers.captum_models import BasicModel_ConvNet_One_Conv
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
@@ -59,7 +59,7 @@ def test_captum_jit_cases(method, mode):
 
 @pytest.mark.parametrize("mode", ["script", "trace"])
 @pytest.mark.parametrize(("method", "error"), [
-    ("guided_backprop", FunctionalReluError), ("deconvnet", FunctionalReluError), ("gradcam", ValueError),
+    ("guided_backprop", ActivationRuleError), ("deconvnet", ActivationRuleError), ("gradcam", ValueError),
 ])
 def test_hook_methods_refuse_torchscript(method, error, mode):
     """Not in captum's JIT_SUPPORTED: kdscope says why instead of silently computing something else."""

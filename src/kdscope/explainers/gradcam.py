@@ -68,17 +68,18 @@ def gradcam(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, layer: s
     return Explanation(maps, "gradcam", subject.gradient_source, {"layer": layer})
 
 
-def guided_gradcam(subject: Subject, x: torch.Tensor, target: torch.Tensor, *,
-                   layer: str | None = None) -> Explanation:
-    """Guided backprop times the upsampled Grad-CAM map, per channel."""
+def guided_gradcam(subject: Subject, x: torch.Tensor, target: torch.Tensor, *, layer: str | None = None,
+                   other_activations: str = "refuse") -> Explanation:
+    """Guided backprop times the upsampled Grad-CAM map, per channel; `other_activations` as in guided backprop."""
     target = check_explain_inputs(subject, x, target)
     with subject.guard():
         frozen(subject)
         layer = layer or last_spatial_layer(subject, x)
         cam = layer_gradcam(subject, x, target, layer)
-        guided = modified_relu_gradient(subject, x, target, "guided_backprop")
+        guided = modified_relu_gradient(subject, x, target, "guided_backprop", other_activations)
     maps = guided * F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)
-    return Explanation(maps, "guided_gradcam", subject.gradient_source, {"layer": layer})
+    return Explanation(maps, "guided_gradcam", subject.gradient_source,
+                       {"layer": layer, "other_activations": other_activations})
 
 
 
