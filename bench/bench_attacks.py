@@ -125,20 +125,22 @@ def compressed_models(recipe: DemoRecipe, teacher: Subject, train_data, test_dat
     unrelated model (a VGG trained from scratch on the same data) for the control comparison."""
     student_spec = next(m for m in recipe.models if m.role == "independent_student")
     student = zoo.build(student_spec.arch, 10, seed=0, **student_spec.arch_kwargs)
-    kd = distill(teacher, student, train_data, student_spec.config, eval_data=test_data, progress=False)
-    pruned = prune(teacher, PruneConfig(0.8), data=train_data, eval_data=test_data, progress=False,
-                   fine_tune=TrainConfig(epochs=10, lr=0.01, warmup_epochs=0,
-                                         augment=student_spec.config.augment)).subject
+    kd = distill(teacher, train_data, student=student, train=student_spec.config, eval_data=test_data,
+                 progress=False)
+    pruned = prune(teacher, train_data, PruneConfig(0.8), eval_data=test_data, progress=False,
+                   train=TrainConfig(epochs=10, lr=0.01, warmup_epochs=0,
+                                     augment=student_spec.config.augment)).subject
     int8 = quantize(teacher, train_data, QuantizeConfig(), eval_data=test_data, progress=False).subject
-    kd.student.name, kd.independent.name = "kd_student", "independent"
+    kd_student, independent = kd.subject, kd.control.subject
+    independent.name = "independent"
     if not unrelated:
-        return [teacher, kd.student, kd.independent, pruned, int8]
+        return [teacher, kd_student, independent, pruned, int8]
     unrelated_model = zoo.build("vgg", 10, seed=7, width=16)
     mean, std = train_data.channel_stats()
     train(unrelated_model, train_data, dataclasses.replace(student_spec.config, seed=7), mean=mean, std=std,
           progress=False)
     vgg = Subject(unrelated_model, name="unrelated_vgg", role="other", mean=mean, std=std)
-    return [teacher, kd.student, kd.independent, pruned, int8, vgg]
+    return [teacher, kd_student, independent, pruned, int8, vgg]
 
 
 def transfer(n: int = 1000, eps: float = 4 / 255) -> dict:

@@ -36,15 +36,16 @@ def main() -> None:
         config = dataclasses.replace(student_spec.config, seed=seed)
         student = zoo.build(student_spec.arch, 10, seed=seed, **student_spec.arch_kwargs)
         start = time.perf_counter()
-        result = distill(teacher, student, train_data, config, kd, eval_data=test_data, progress=False)
+        result = distill(teacher, train_data, kd, student=student, train=config, eval_data=test_data, progress=False)
         seconds = time.perf_counter() - start
-        kd_correct = (result.student.predict(test_data.images()) == test_data.targets()).numpy().astype(float)
-        control_correct = (result.independent.predict(test_data.images()) == test_data.targets()).numpy()
+        control = result.control
+        kd_correct = (result.subject.predict(test_data.images()) == test_data.targets()).numpy().astype(float)
+        control_correct = (control.subject.predict(test_data.images()) == test_data.targets()).numpy()
         gap = bootstrap_ci(kd_correct - control_correct)
         rows.append({"seed": seed, "kd_accuracy": result.lineage.metrics["accuracy"],
                      "kd_ci95": result.lineage.metrics["accuracy_ci95"],
-                     "independent_accuracy": result.independent_lineage.metrics["accuracy"],
-                     "independent_ci95": result.independent_lineage.metrics["accuracy_ci95"],
+                     "independent_accuracy": control.lineage.metrics["accuracy"],
+                     "independent_ci95": control.lineage.metrics["accuracy_ci95"],
                      "paired_gain_points": [100 * g for g in gap], "seconds_both": seconds})
         print(f"seed {seed}: KD {rows[-1]['kd_accuracy']:.4f}, independent {rows[-1]['independent_accuracy']:.4f}",
               flush=True)

@@ -25,7 +25,7 @@ from kdscope import Subject, zoo
 from kdscope.compress import DistillConfig
 from kdscope.compress.lineage import state_dict_bytes
 from kdscope.compress.masks import prunable_layers
-from kdscope.compress.prune import PruneConfig, lottery_ticket, magnitude_masks, prune
+from kdscope.compress.prune import LotteryConfig, PruneConfig, lottery_ticket, magnitude_masks, prune
 from kdscope.compress.structured import StructuredConfig, structured_prune
 from kdscope.core.checkpoint import library_versions
 from kdscope.train import TrainConfig
@@ -48,24 +48,26 @@ def curve(device: str, fine_tune_epochs: int, rounds: int) -> dict:
         row = {"sparsity": sparsity}
         for label, recover in (("fine_tuned", None), ("kd_recovered", DistillConfig())):
             start = time.perf_counter()
-            result = prune(teacher, PruneConfig(sparsity), data=train_data, fine_tune=fine_tune, recover=recover,
+            result = prune(teacher, train_data, PruneConfig(sparsity), train=fine_tune, recover=recover,
                            eval_data=test_data, progress=False)
             row[label] = {k: result.lineage.metrics[k] for k in ("accuracy", "accuracy_ci95", "sparsity")}
             row[label]["seconds"] = time.perf_counter() - start
-        untuned = prune(teacher, PruneConfig(sparsity), eval_data=test_data, progress=False)
+        untuned = prune(teacher, config=PruneConfig(sparsity), eval_data=test_data, progress=False)
         row["no_fine_tuning"] = {k: untuned.lineage.metrics[k] for k in ("accuracy", "accuracy_ci95")}
         rows["one_shot"].append(row)
         print(json.dumps(row), flush=True)
         _save("curve", rows)
     model = zoo.build(teacher_spec.arch, 10, seed=teacher_spec.config.seed, **teacher_spec.arch_kwargs).to(device)
-    result = lottery_ticket(model, train_data, teacher_spec.config, rounds=rounds, rate=0.5, rewind_epoch=1,
-                            eval_data=test_data, progress=False)
-    rows["lottery_dense_accuracy"] = result.dense_accuracy
-    for record in result.rounds:
+    mean, std = train_data.channel_stats()
+    initial = Subject(model, name="teacher_init", mean=mean, std=std)
+    result = lottery_ticket(initial, train_data, LotteryConfig(rounds=rounds, rate=0.5, rewind_epoch=1),
+                            train=teacher_spec.config, eval_data=test_data, progress=False)
+    rows["lottery_dense_accuracy"] = result.lineage.metrics["parent_accuracy"]
+    for ticket in result.rounds:
         rows["lottery"].append({
-            "sparsity": record.sparsity,
-            "ticket": {k: record.ticket.lineage.metrics[k] for k in ("accuracy", "accuracy_ci95")},
-            "random_reinit": {k: record.control.lineage.metrics[k] for k in ("accuracy", "accuracy_ci95")},
+            "sparsity": ticket.lineage.metrics["sparsity"],
+            "ticket": {k: ticket.lineage.metrics[k] for k in ("accuracy", "accuracy_ci95")},
+            "random_reinit": {k: ticket.control.lineage.metrics[k] for k in ("accuracy", "accuracy_ci95")},
         })
         print(json.dumps(rows["lottery"][-1]), flush=True)
         _save("curve", rows)
@@ -101,12 +103,12 @@ def structured(fine_tune_epochs: int) -> dict:
     fine_tune = TrainConfig(epochs=fine_tune_epochs, lr=0.01, warmup_epochs=0, augment=teacher_spec.config.augment)
     rows = {"teacher": _size(teacher) | {"accuracy": teacher.evaluate(test_data)["accuracy"]}}
     models = {"teacher": teacher}
-    ours = structured_prune(teacher, StructuredConfig(0.5), data=train_data, eval_data=test_data, progress=False)
+    ours = structured_prune(teacher, train_data, StructuredConfig(0.5), eval_data=test_data, progress=False)
     rows["ours_no_fine_tuning"] = _size(ours.subject) | {"accuracy": ours.lineage.metrics["accuracy"]}
     models["ours_no_fine_tuning"] = ours.subject
     for label, recover in (("ours_fine_tuned", None), ("ours_kd_recovered", DistillConfig())):
-        result = structured_prune(teacher, StructuredConfig(0.5), data=train_data, fine_tune=fine_tune,
-                                  recover=recover, eval_data=test_data, progress=False)
+        result = structured_prune(teacher, train_data, StructuredConfig(0.5), train=fine_tune, recover=recover,
+                                  eval_data=test_data, progress=False)
         models[label] = result.subject
         rows[label] = _size(result.subject) | {
             "accuracy": result.lineage.metrics["accuracy"], "accuracy_ci95": result.lineage.metrics["accuracy_ci95"]}

@@ -54,13 +54,13 @@ def main() -> None:
             variants = VARIANTS if epochs == student_spec.config.epochs else {"KL T=4 a=0.5 (default)": DistillConfig()}
             for index, (label, kd) in enumerate(variants.items()):
                 student = zoo.build(student_spec.arch, 10, seed=seed, **student_spec.arch_kwargs).to(device)
-                result = distill(teacher, student, train_data, config, kd, eval_data=test_data,
-                                 independent=index == 0, progress=False)
+                result = distill(teacher, train_data, kd, student=student, train=config, control=index == 0,
+                                 eval_data=test_data, progress=False)
                 suffix = f", {epochs} epochs"
                 accuracy.setdefault(label + suffix, []).append(result.lineage.metrics["accuracy"])
-                if result.independent_lineage is not None:
+                if result.control is not None:
                     accuracy.setdefault("independent" + suffix, []).append(
-                        result.independent_lineage.metrics["accuracy"])
+                        result.control.lineage.metrics["accuracy"])
         print(f"seed {seed} done", flush=True)
 
     rows = {}

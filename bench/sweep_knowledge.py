@@ -71,11 +71,12 @@ def main() -> None:
     for seed in args.seeds:
         student = zoo.build(student_spec.arch, 10, seed=seed, **student_spec.arch_kwargs).to(args.device)
         config = dataclasses.replace(plain, seed=seed)
-        kd = distill(teacher, student, train_data, config, eval_data=clean, progress=False)
-        kd_plain = distill(non_invariant, student, train_data, config, independent=False, progress=False).student
-        kd_shortcut = distill(shortcut_teacher, student, train_data, config, independent=False,
-                              progress=False).student
-        arms.append({"seed": seed, "kd": kd.student, "independent": kd.independent, "kd_plain": kd_plain,
+        kd = distill(teacher, train_data, student=student, train=config, eval_data=clean, progress=False)
+        kd_plain = distill(non_invariant, train_data, student=student, train=config, control=False,
+                           progress=False).subject
+        kd_shortcut = distill(shortcut_teacher, train_data, student=student, train=config, control=False,
+                              progress=False).subject
+        arms.append({"seed": seed, "kd": kd.subject, "independent": kd.control.subject, "kd_plain": kd_plain,
                      "kd_shortcut": kd_shortcut})
         print(f"seed {seed}: students trained", flush=True)
     x, y = clean.images(), clean.targets()

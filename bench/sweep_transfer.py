@@ -28,18 +28,19 @@ def one_seed(seed: int, device: str, eps: float) -> dict:
     spec = next(m for m in recipe.models if m.role == "independent_student")
     config = dataclasses.replace(spec.config, seed=seed)
     student = zoo.build(spec.arch, 10, seed=seed, **spec.arch_kwargs).to(device)
-    kd = distill(teacher, student, train_data, config, eval_data=test_data, progress=False)
-    kd.student.name, kd.independent.name = "kd_student", "independent"
+    kd = distill(teacher, train_data, student=student, train=config, eval_data=test_data, progress=False)
+    kd_student, independent = kd.subject, kd.control.subject
+    independent.name = "independent"
     mean, std = train_data.channel_stats()
     vgg = zoo.build("vgg", 10, seed=100 + seed, width=16).to(device)
     train(vgg, train_data, dataclasses.replace(config, seed=100 + seed), mean=mean, std=std, progress=False)
     unrelated = Subject(vgg, name="unrelated_vgg", mean=mean, std=std)
     x, y = test_data.images(), test_data.targets()
-    result = transfer_matrix([teacher, kd.student, kd.independent, unrelated], x, y, attack="pgd", eps=eps,
+    result = transfer_matrix([teacher, kd_student, independent, unrelated], x, y, attack="pgd", eps=eps,
                              steps=10, seed=seed)
     row = {"seed": seed, "gaps": {s: _paired_gap(result, s) for s in ("teacher", "unrelated_vgg")},
            "conditional": {f"{c.source}->{c.target}": c.conditional for c in result.cells},
-           "accuracy": {s.name: s.evaluate(test_data)["accuracy"] for s in (teacher, kd.student, kd.independent,
+           "accuracy": {s.name: s.evaluate(test_data)["accuracy"] for s in (teacher, kd_student, independent,
                                                                            unrelated)}}
     print(json.dumps({k: row[k] for k in ("seed", "gaps", "accuracy")}), flush=True)
     return row

@@ -12,7 +12,8 @@ _PUBLIC = {
     "probeworld": "kdscope.data", "Subject": "kdscope.core.subject", "ProbabilityOutputError": "kdscope.core.subject",
     "bootstrap_ci": "kdscope.core.stats", "load_subject": "kdscope.store.loading", "TrainConfig": "kdscope.train",
     "TrainResult": "kdscope.train", "train": "kdscope.train",
-    "distill": "kdscope.compress", "prune": "kdscope.compress", "quantize": "kdscope.compress",
+    "Compressed": "kdscope.compress", "distill": "kdscope.compress", "prune": "kdscope.compress",
+    "quantize": "kdscope.compress",
     "explain": "kdscope.explainers", "Plan": "kdscope.audit", "audit": "kdscope.audit",
     "Results": "kdscope.results", "evaluate_checks": "kdscope.results", "write_report": "kdscope.reports",
 }

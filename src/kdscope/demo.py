@@ -22,9 +22,7 @@ import torch
 
 from kdscope import zoo
 from kdscope.audit import Plan, audit
-from kdscope.compress.distill import DistillConfig, distill
-from kdscope.compress.prune import PruneConfig, prune
-from kdscope.compress.quantize import QuantizeConfig, quantize
+from kdscope.compress import DistillConfig, PruneConfig, QuantizeConfig, distill, prune, quantize
 from kdscope.core.checkpoint import checkpoint_paths, read_metadata
 from kdscope.core.progress import progress_line
 from kdscope.core.stats import bootstrap_ci
@@ -160,12 +158,12 @@ def run_demo(out: str | Path = "runs/demo", *, fresh: bool = False, progress: bo
     student = zoo.build(student_spec.arch, train_data.num_classes, seed=student_spec.config.seed,
                         **student_spec.arch_kwargs)
     kd_student = step(out / "kd_student.pt", [student_spec, recipe.kd], lambda: distill(
-        teacher, student, train_data, student_spec.config, recipe.kd, eval_data=test_data, independent=False,
-        out=out, name="kd_student", progress=progress))
+        teacher, train_data, recipe.kd, student=student, train=student_spec.config, control=False,
+        eval_data=test_data, out=out, name="kd_student", progress=progress))
     pruned_name = f"{teacher.name}_pruned{round(recipe.sparsity * 100)}"
     pruned = step(out / f"{pruned_name}.pt", [recipe.sparsity, recipe.prune_fine_tune], lambda: prune(
-        teacher, PruneConfig(recipe.sparsity), data=train_data, fine_tune=recipe.prune_fine_tune,
-        eval_data=test_data, out=out, name=pruned_name, progress=progress))
+        teacher, train_data, PruneConfig(recipe.sparsity), train=recipe.prune_fine_tune, eval_data=test_data,
+        out=out, name=pruned_name, progress=progress))
     int8 = step(out / f"{teacher.name}_int8.pt2", recipe.quantize, lambda: quantize(
         teacher, train_data, recipe.quantize, eval_data=test_data, out=out, progress=progress))
     began = time.perf_counter()

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -38,12 +40,13 @@ def _student() -> nn.Module:
 def test_with_alpha_one_kd_student_equals_the_independent_student(teacher, tiny_world):
     """alpha=1 leaves only the label loss, so both runs must be bit-identical: same init, batches, schedule, seed."""
     train_data, _ = tiny_world
-    result = distill(teacher, _student(), train_data, FAST, DistillConfig(alpha=1.0), progress=False)
-    kd, control = result.student.model.state_dict(), result.independent.model.state_dict()
+    result = distill(teacher, train_data, DistillConfig(alpha=1.0), student=_student(), train=FAST, progress=False)
+    kd, control = result.subject.model.state_dict(), result.control.subject.model.state_dict()
     assert all(torch.equal(kd[k], control[k]) for k in kd)
-    soft = distill(teacher, _student(), train_data, FAST, DistillConfig(alpha=0.5), independent=False,
+    soft = distill(teacher, train_data, DistillConfig(alpha=0.5), student=_student(), train=FAST, control=False,
                    progress=False)
-    assert any(not torch.equal(soft.student.model.state_dict()[k], control[k]) for k in kd)
+    assert soft.control is None
+    assert any(not torch.equal(soft.subject.model.state_dict()[k], control[k]) for k in kd)
 
 
 def test_teacher_runs_once_per_batch_and_nothing_given_is_changed(tiny_world):
@@ -54,7 +57,7 @@ def test_teacher_runs_once_per_batch_and_nothing_given_is_changed(tiny_world):
     teacher_before = parameters_snapshot(counting)
     student = _student()
     student_before = parameters_snapshot(student)
-    distill(teacher, student, train_data, FAST, independent=False, progress=False)
+    distill(teacher, train_data, student=student, train=FAST, control=False, progress=False)
     batches = FAST.epochs * -(-len(train_data) // FAST.batch_size)
     assert counting.calls == batches + 1  # + one compatibility probe
     assert_unchanged(counting, teacher_before)
@@ -67,18 +70,19 @@ def test_fitnets_hints_train_regressors_across_shapes(teacher, tiny_world):
     train_data, _ = tiny_world
     hints = (("features.3", "layer2"), ("fc", "fc"))
     config = DistillConfig(hints=hints, hint_weight=2.0)
-    result = distill(teacher, _student(), train_data, FAST, config, independent=False, progress=False)
+    result = distill(teacher, train_data, config, student=_student(), train=FAST, control=False, progress=False)
     assert result.lineage.hyperparameters["distill"]["hints"] == [list(h) for h in hints]
-    assert not any(m._forward_hooks for m in result.student.model.modules())
+    assert not any(m._forward_hooks for m in result.subject.model.modules())
 
 
 def test_hint_errors_name_the_layers(teacher, tiny_world):
     train_data, _ = tiny_world
     with pytest.raises(KeyError, match="layer_9"):
-        distill(teacher, _student(), train_data, FAST, DistillConfig(hints=(("features.3", "layer_9"),)),
-                progress=False)
+        distill(teacher, train_data, DistillConfig(hints=(("features.3", "layer_9"),)), student=_student(),
+                train=FAST, progress=False)
     with pytest.raises(ValueError, match="'fc' -> 'layer1'"):
-        distill(teacher, _student(), train_data, FAST, DistillConfig(hints=(("fc", "layer1"),)), progress=False)
+        distill(teacher, train_data, DistillConfig(hints=(("fc", "layer1"),)), student=_student(), train=FAST,
+                progress=False)
 
 
 def test_temperature_schedule_goes_from_high_to_low():
@@ -91,24 +95,43 @@ def test_temperature_schedule_goes_from_high_to_low():
                                  {"alpha": 1.5}, {"kind": "js"}, {"hint_weight": -1.0}])
 def test_bad_hyperparameters_are_refused(teacher, tiny_world, bad):
     with pytest.raises(ValueError):
-        distill(teacher, _student(), tiny_world[0], FAST, DistillConfig(**bad), progress=False)
+        distill(teacher, tiny_world[0], DistillConfig(**bad), student=_student(), train=FAST, progress=False)
 
 
 def test_class_count_mismatch_is_refused(teacher, tiny_world):
     with pytest.raises(ValueError, match="num_classes=10"):
-        distill(teacher, zoo.build("student", 7, width=2), tiny_world[0], FAST, progress=False)
+        distill(teacher, tiny_world[0], student=zoo.build("student", 7, width=2), train=FAST, progress=False)
 
 
 def test_checkpoints_carry_lineage_and_reload(teacher, tiny_world, tmp_path):
     train_data, test_data = tiny_world
-    result = distill(teacher, _student(), train_data, FAST, DistillConfig(kind="reverse_kl"), eval_data=test_data,
-                     out=tmp_path, name="kd", progress=False)
+    result = distill(teacher, train_data, DistillConfig(kind="reverse_kl"), student=_student(), train=FAST,
+                     eval_data=test_data, out=tmp_path, name="kd", progress=False)
     lineage = read_metadata(tmp_path / "kd.pt")["lineage"]
     assert lineage["parent"] == "teacher" and lineage["method"] == "distill:reverse_kl"
     assert lineage["metrics"]["accuracy"] == pytest.approx(result.lineage.metrics["accuracy"])
     assert lineage["metrics"]["parameters"] == sum(p.numel() for p in _student().parameters())
     control = read_metadata(tmp_path / "kd_independent.pt")["lineage"]
     assert control["control_of"] == "kd" and control["seed"] == lineage["seed"]
+    assert result.checkpoint == tmp_path / "kd.pt" and result.control.checkpoint == tmp_path / "kd_independent.pt"
+    assert result.subject.metadata["lineage"] == lineage == result.lineage.to_dict()
+    assert result.control.subject.metadata["lineage"] == control
     reloaded = load_subject(tmp_path / "kd.pt")
     assert reloaded.metadata["lineage"]["name"] == "kd"
     assert reloaded.evaluate(test_data)["accuracy"] == pytest.approx(result.lineage.metrics["accuracy"])
+
+
+def test_an_audit_of_the_student_in_memory_records_its_lineage(teacher, tiny_world):
+    """The lineage rides on the Subject itself: auditing `distill(...).subject` without saving it still says how
+    the student was made, not just that it was trained."""
+    from kdscope.audit import Plan, audit
+
+    train_data, test_data = tiny_world
+    small = train_data.subset(range(64))
+    result = distill(teacher, small, student=_student(), train=TrainConfig(epochs=1, batch_size=64),
+                     eval_data=test_data.subset(range(16)), progress=False)
+    results = audit([teacher, result.subject, result.control.subject], test_data,
+                    Plan(images=8, stages=("predictions",)), progress=False)
+    records = {m["name"]: m for m in json.loads(results.to_json())["models"]}
+    assert records["kd_student"]["method"] == "distill:kl" and records["kd_student"]["parent"] == "teacher"
+    assert records["kd_student_independent"]["method"] == "independent"

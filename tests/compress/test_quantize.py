@@ -86,6 +86,8 @@ def test_int8_round_trip(static_int8, tiny_world):
     torch.testing.assert_close(loaded.logits(x, use_twin=True), result.subject.logits(x, use_twin=True), rtol=0, atol=0)
     assert loaded.role == "quantized" and loaded.twin is not None
     assert loaded.metadata["lineage"]["method"] == "quantize:int8_static"
+    assert result.checkpoint == out / "teacher_int8.pt2"
+    assert result.subject.metadata["lineage"] == loaded.metadata["lineage"] == result.lineage.to_dict()
 
 
 def test_int8_kernels_give_the_same_logits_every_call(static_int8, tiny_world):
@@ -142,13 +144,19 @@ def test_dynamic_mode_quantizes_only_linear_layers(float_subject, tiny_world):
 
 def test_qat_on_a_pruned_parent(float_subject, tiny_world):
     train_set, test_set = tiny_world
-    sparse = prune(float_subject, PruneConfig(0.5), progress=False).subject
+    sparse = prune(float_subject, config=PruneConfig(0.5), progress=False).subject
     result = quantize(sparse, train_set.subset(range(128)), QuantizeConfig(mode="qat", calibration_images=64),
-                      qat_train=TrainConfig(epochs=1, lr=0.005), eval_data=test_set, progress=False)
+                      train=TrainConfig(epochs=1, lr=0.005), eval_data=test_set, progress=False)
     assert result.lineage.parent == sparse.name
     assert result.lineage.metrics["parent_top1_agreement"] >= 0.7
     zero_weights = [t for k, t in result.reference.state_dict().items() if t.dtype == torch.int8]
     assert sum(int((t == 0).sum()) for t in zero_weights) >= 0.45 * sum(t.numel() for t in zero_weights)
+
+
+def test_a_training_schedule_outside_qat_is_refused(float_subject, tiny_world):
+    with pytest.raises(ValueError, match="mode='qat'"):
+        quantize(float_subject, tiny_world[0], QuantizeConfig(mode="static"), train=TrainConfig(epochs=1),
+                 progress=False)
 
 
 def test_percentile_observer_clips_outliers():
@@ -182,6 +190,7 @@ def test_bf16_halves_the_weights_and_round_trips(float_subject, tiny_world, tmp_
     x = test_set.images(slice(0, 8))
     assert loaded.logits(x).dtype == torch.float32
     torch.testing.assert_close(loaded.logits(x), result.subject.logits(x))
+    assert result.subject.metadata["lineage"] == loaded.metadata["lineage"] == result.lineage.to_dict()
 
 
 def test_attacks_on_int8_take_gradients_from_the_twin_and_are_judged_on_int8(static_int8, tiny_world):
@@ -197,14 +206,14 @@ def test_attacks_on_int8_take_gradients_from_the_twin_and_are_judged_on_int8(sta
 
 
 def test_explainers_on_int8_use_the_twin_or_the_int8_kernels(static_int8, tiny_world):
-    from kdscope.explainers import FunctionalReluError, explain
+    from kdscope.explainers import ActivationRuleError, explain
 
     int8 = static_int8[0].subject
     x, y = tiny_world[1].images(slice(0, 4)), tiny_world[1].targets(slice(0, 4))
     assert explain(int8, x, y, method="gradient").produced_by == "twin"
     assert explain(int8, x, y, method="occlusion", patch=8, stride=8).produced_by == "int8 model"
     assert explain(int8, x, y, method="superpixel_shap", permutations=1).produced_by == "int8 model"
-    with pytest.raises(FunctionalReluError):
+    with pytest.raises(ActivationRuleError):
         explain(int8, x, y, method="guided_backprop")
 
 

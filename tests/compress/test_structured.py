@@ -50,7 +50,7 @@ def test_removing_dead_channels_leaves_outputs_identical(tiny_world, arch):
             modules[name].bias[dead] = 0
     subject = _subject(model)
     before = parameters_snapshot(model)
-    pruned = structured_prune(subject, StructuredConfig(0.5), input_shape=(3, 16, 16), progress=False)
+    pruned = structured_prune(subject, config=StructuredConfig(0.5), input_shape=(3, 16, 16), progress=False)
     assert_unchanged(model, before)
     x = test.images(slice(0, 16))
     torch.testing.assert_close(pruned.subject.logits(x), subject.logits(x), atol=1e-5, rtol=1e-5)
@@ -60,12 +60,14 @@ def test_removing_dead_channels_leaves_outputs_identical(tiny_world, arch):
 def test_structured_model_saves_loads_and_fine_tunes(tmp_path, tiny_world):
     train, test = tiny_world
     model = zoo.build("resnet", 10, seed=0, width=4, blocks=1)
-    result = structured_prune(_subject(model), StructuredConfig(0.5), data=train, eval_data=test,
-                              fine_tune=TrainConfig(epochs=1), out=tmp_path, name="thin", progress=False)
+    result = structured_prune(_subject(model), train, StructuredConfig(0.5), train=TrainConfig(epochs=1),
+                              eval_data=test, out=tmp_path, name="thin", progress=False)
     loaded = load_subject(tmp_path / "thin.pt")
     assert loaded.model.stem[0].out_channels == 2
     x = test.images(slice(0, 8))
     assert torch.equal(loaded.logits(x), result.subject.logits(x))
+    assert result.subject.metadata["lineage"] == loaded.metadata["lineage"] == result.lineage.to_dict()
+    assert loaded.metadata["lineage"]["method"] == "prune:structured_l1"
     assert result.lineage.metrics["file_bytes"] < state_dict_bytes(model)
     assert result.lineage.metrics["parameters"] < 0.5 * sum(p.numel() for p in model.parameters())
 
@@ -73,9 +75,9 @@ def test_structured_model_saves_loads_and_fine_tunes(tmp_path, tiny_world):
 def test_bad_ratio_and_missing_shape_are_refused():
     subject = _subject(zoo.build("student", 10, seed=0, width=4))
     with pytest.raises(ValueError, match="ratio must lie in"):
-        structured_prune(subject, StructuredConfig(1.0), input_shape=(3, 16, 16))
+        structured_prune(subject, config=StructuredConfig(1.0), input_shape=(3, 16, 16))
     with pytest.raises(ValueError, match="input_shape"):
-        structured_prune(subject, StructuredConfig(0.5))
+        structured_prune(subject, config=StructuredConfig(0.5))
 
 
 class _Concat(torch.nn.Module):
@@ -99,6 +101,6 @@ def test_unknown_operations_freeze_their_channels():
     model = _Concat()
     groups = {tuple(g.producers): g.prunable for g in channel_groups(model, torch.zeros(2, 3, 8, 8))}
     assert groups == {("left",): False, ("right",): False, ("middle",): True, ("head",): False, ("fc",): False}
-    pruned = structured_prune(_subject(model), StructuredConfig(0.5), input_shape=(3, 8, 8), progress=False)
+    pruned = structured_prune(_subject(model), config=StructuredConfig(0.5), input_shape=(3, 8, 8), progress=False)
     assert pruned.subject.model.middle.out_channels == 3 and pruned.subject.model.left.out_channels == 4
     assert pruned.subject.logits(torch.rand(2, 3, 8, 8)).shape == (2, 10)

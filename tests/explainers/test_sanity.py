@@ -29,7 +29,7 @@ def _subject(seed: int = 0) -> Subject:
 
 
 def test_randomize_is_seeded_touches_only_the_named_layers_and_keeps_masks():
-    sparse = prune(_subject(), PruneConfig(0.6), progress=False).subject.model
+    sparse = prune(_subject(), config=PruneConfig(0.6), progress=False).subject.model
     before = {k: v.clone() for k, v in sparse.state_dict().items()}
     assert randomize(sparse, ["fc", "layer3.0.conv2"], seed=1) == 2
     after = sparse.state_dict()
@@ -39,7 +39,7 @@ def test_randomize_is_seeded_touches_only_the_named_layers_and_keeps_masks():
     for name in ("fc", "layer3.0.conv2"):
         layer = prunable_layers(sparse)[name]
         assert not bool(layer.weight[~masks_of(sparse)[name]].any())
-    again = prune(_subject(), PruneConfig(0.6), progress=False).subject.model
+    again = prune(_subject(), config=PruneConfig(0.6), progress=False).subject.model
     randomize(again, ["fc", "layer3.0.conv2"], seed=1)
     assert all(torch.equal(again.state_dict()[k], after[k]) for k in changed)
 

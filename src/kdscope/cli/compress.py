@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from kdscope import zoo
 from kdscope.cli.common import ModelSource, image_size_option, load_data, model_source_options
-from kdscope.compress.lineage import Lineage
-from kdscope.compress.outcome import PruneResult
+from kdscope.compress import (
+    METHODS,
+    Compressed,
+    DistillConfig,
+    LotteryConfig,
+    PruneConfig,
+    QuantizeConfig,
+    StructuredConfig,
+    distill,
+    lottery_ticket,
+    prune,
+    quantize,
+    structured_prune,
+)
 from kdscope.core.subject import Subject
 from kdscope.data import ImageSet
 from kdscope.data.augment import Augment
@@ -20,6 +33,15 @@ from kdscope.train import TrainConfig
 @click.group()
 def compress() -> None:
     """Build compressed models from a teacher (each with its lineage JSON)."""
+
+
+def config_option(method: str, parameter: str, *decls: str, **options: object) -> Callable:
+    """A click option for one field of a method's config, its default and choices taken from the registry."""
+    spec = METHODS[method].parameters()[parameter]
+    generated = {"default": spec.default, "show_default": True}
+    if spec.choices:
+        generated["type"] = click.Choice(spec.choices)
+    return click.option(*(decls or (f"--{parameter.replace('_', '-')}",)), **{**generated, **options})
 
 
 @compress.command("distill")
@@ -33,13 +55,13 @@ def compress() -> None:
 @click.option("--epochs", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--lr", type=float, default=0.05, show_default=True)
-@click.option("--kind", type=click.Choice(["kl", "reverse_kl", "logits"]), default="kl", show_default=True)
-@click.option("--temperature", type=float, default=4.0, show_default=True)
-@click.option("--temperature-end", type=float, default=None, help="Anneal the temperature linearly to this value.")
-@click.option("--alpha", type=float, default=0.5, show_default=True, help="Weight on the hard-label loss.")
+@config_option("distill", "kind")
+@config_option("distill", "temperature")
+@config_option("distill", "temperature_end", type=float, help="Anneal the temperature linearly to this value.")
+@config_option("distill", "alpha", help="Weight on the hard-label loss.")
 @click.option("--hint", "hints", multiple=True, metavar="STUDENT_LAYER:TEACHER_LAYER",
               help="FitNets hint pair (repeatable).")
-@click.option("--hint-weight", type=float, default=1.0, show_default=True)
+@config_option("distill", "hint_weight")
 @click.option("--colour-jitter/--no-colour-jitter", default=True, show_default=True)
 @click.option("--independent/--no-independent", default=True, show_default=True,
               help="Also train the independent student (the control).")
@@ -54,8 +76,6 @@ def compress_distill(teacher_ref: str, student_arch: str, width: int | None, blo
                      hint_weight: float, colour_jitter: bool, independent: bool, seed: int, name: str,
                      source: ModelSource, quiet: bool, out: Path) -> None:
     """Distil a teacher into a zoo student; writes OUT/NAME.pt and, by default, OUT/NAME_independent.pt."""
-    from kdscope.compress import DistillConfig, distill
-
     train_data = load_data(data_spec, "train", n_train, image_size, seed)
     eval_data = load_data(data_spec, "test", None, image_size, seed)
     pairs = []
@@ -70,17 +90,17 @@ def compress_distill(teacher_ref: str, student_arch: str, width: int | None, blo
         train_data, eval_data = source.fit([teacher], train_data), source.fit([teacher], eval_data)
         student = zoo.build(student_arch, train_data.num_classes, seed=seed,
                             in_channels=train_data.image_shape[0], **kwargs)
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                             augment=Augment.colour_jitter() if colour_jitter else Augment())
-        kd = DistillConfig(kind=kind, temperature=temperature, temperature_end=temperature_end, alpha=alpha,
-                           hints=tuple(pairs), hint_weight=hint_weight)
-        result = distill(teacher, student, train_data, config, kd, eval_data=eval_data, independent=independent,
-                         out=out, name=name, progress=not quiet)
+        schedule = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                               augment=Augment.colour_jitter() if colour_jitter else Augment())
+        config = DistillConfig(kind=kind, temperature=temperature, temperature_end=temperature_end, alpha=alpha,
+                               hints=tuple(pairs), hint_weight=hint_weight)
+        result = distill(teacher, train_data, config, student=student, train=schedule, control=independent,
+                         eval_data=eval_data, out=out, name=name, progress=not quiet)
     except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
-    for lineage in (result.lineage, result.independent_lineage):
-        if lineage is not None:
-            _report(lineage, out / f"{lineage.name}.pt")
+    for made in (result, result.control):
+        if made is not None:
+            _report(made)
 
 
 teacher_option = click.option("--teacher", "teacher_ref", required=True,
@@ -90,16 +110,16 @@ out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Pa
 
 @compress.command("prune")
 @teacher_option
-@click.option("--method", type=click.Choice(["magnitude", "structured", "lottery"]), default="magnitude",
-              show_default=True, help="Unstructured magnitude masks, L1 filter removal, or iterative pruning with "
-              "rewinding (retrains the teacher's architecture from scratch each round).")
-@click.option("--sparsity", type=float, default=0.8, show_default=True, help="magnitude: fraction of weights removed.")
-@click.option("--scope", type=click.Choice(["global", "layer"]), default="global", show_default=True)
+@click.option("--method", type=click.Choice([m.name for m in METHODS.values() if m.command == "prune"]),
+              default="magnitude", show_default=True, help="Unstructured magnitude masks, L1 filter removal, or "
+              "iterative pruning with rewinding (retrains the teacher's architecture from scratch each round).")
+@config_option("magnitude", "sparsity", help="magnitude: fraction of weights removed.")
+@config_option("magnitude", "scope", help="magnitude and lottery: rank weights over the model or per layer.")
 @click.option("--layer", "layers", multiple=True, help="Prune only these Conv2d/Linear layers (repeatable).")
-@click.option("--ratio", type=float, default=0.5, show_default=True, help="structured: fraction of channels removed.")
-@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True, help="lottery: pruning rounds.")
-@click.option("--rate", type=float, default=0.5, show_default=True, help="lottery: fraction of survivors per round.")
-@click.option("--rewind-epoch", type=click.IntRange(0), default=1, show_default=True)
+@config_option("structured", "ratio", help="structured: fraction of channels removed.")
+@config_option("lottery", "rounds", type=click.IntRange(1), help="lottery: pruning rounds.")
+@config_option("lottery", "rate", help="lottery: fraction of survivors per round.")
+@config_option("lottery", "rewind_epoch", type=click.IntRange(0), help="lottery: the epoch tickets rewind to.")
 @click.option("--data", "data_spec", default="probeworld", show_default=True)
 @click.option("--n-train", type=click.IntRange(1), default=None, help="Cap on training images.")
 @image_size_option
@@ -118,10 +138,6 @@ def compress_prune(teacher_ref: str, method: str, sparsity: float, scope: str, l
                    image_size: int | None, epochs: int, lr: float, recover: bool, seed: int, name: str | None,
                    source: ModelSource, quiet: bool, out: Path) -> None:
     """Prune a copy of the teacher; writes OUT/NAME.pt + OUT/NAME.json (lineage included)."""
-    from kdscope.compress import DistillConfig
-    from kdscope.compress.prune import PruneConfig, prune
-    from kdscope.compress.structured import StructuredConfig, structured_prune
-
     train_data = load_data(data_spec, "train", n_train, image_size, seed)
     eval_data = load_data(data_spec, "test", None, image_size, seed)
     fine_tune = TrainConfig(epochs=epochs, lr=lr, seed=seed, warmup_epochs=0) if epochs else None
@@ -133,48 +149,43 @@ def compress_prune(teacher_ref: str, method: str, sparsity: float, scope: str, l
         train_data, eval_data = source.fit([teacher], train_data), source.fit([teacher], eval_data)
         if method == "magnitude":
             config = PruneConfig(sparsity, scope, tuple(layers) or None)
-            results = [prune(teacher, config, data=train_data, fine_tune=fine_tune, recover=recover_config,
+            results = [prune(teacher, train_data, config, train=fine_tune, recover=recover_config,
                              eval_data=eval_data, out=out, name=name, progress=not quiet)]
         elif method == "structured":
-            results = [structured_prune(teacher, StructuredConfig(ratio), data=train_data, fine_tune=fine_tune,
+            results = [structured_prune(teacher, train_data, StructuredConfig(ratio), train=fine_tune,
                                         recover=recover_config, eval_data=eval_data, out=out, name=name,
                                         progress=not quiet)]
         else:
-            config = TrainConfig(epochs=max(epochs, rewind_epoch + 1), lr=lr, seed=seed)
-            results = _lottery(teacher, train_data, eval_data, config, rounds, rate, rewind_epoch, scope,
-                               name or "ticket", out, quiet)
+            schedule = TrainConfig(epochs=max(epochs, rewind_epoch + 1), lr=lr, seed=seed)
+            config = LotteryConfig(rounds, rate, rewind_epoch, scope)
+            results = _lottery(teacher, train_data, eval_data, schedule, config, name or "ticket", out, quiet)
     except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
     for result in results:
-        _report(result.lineage, out / f"{result.lineage.name}.pt")
+        _report(result)
 
 
-def _lottery(teacher: Subject, train_data: ImageSet, eval_data: ImageSet, config: TrainConfig, rounds: int,
-             rate: float, rewind_epoch: int, scope: str, name: str, out: Path, quiet: bool) -> list[PruneResult]:
-    """Retrain the teacher's zoo architecture from a fresh seeded initialisation, round by round; save every ticket
-    and its random-reinitialisation control."""
-    from kdscope.compress.prune import lottery_ticket
-    from kdscope.core.checkpoint import save_checkpoint
-
+def _lottery(teacher: Subject, train_data: ImageSet, eval_data: ImageSet, schedule: TrainConfig,
+             config: LotteryConfig, name: str, out: Path, quiet: bool) -> list[Compressed]:
+    """Retrain the teacher's zoo architecture from a fresh seeded initialisation, round by round; every ticket and
+    its random-reinitialisation control are saved."""
     arch = teacher.metadata.get("arch")
     if not arch:
         raise ValueError("lottery tickets retrain the teacher's architecture: it must be a kdscope zoo checkpoint")
-    model = zoo.build(arch["name"], seed=config.seed, **arch["kwargs"])
-    result = lottery_ticket(model, train_data, config, rounds=rounds, rate=rate, rewind_epoch=rewind_epoch,
-                            scope=scope, eval_data=eval_data, name=name, progress=not quiet)
-    outcomes = [outcome for record in result.rounds for outcome in (record.ticket, record.control) if outcome]
-    for outcome in outcomes:
-        save_checkpoint(out / f"{outcome.lineage.name}.pt", outcome.subject,
-                        extra={"metrics": outcome.lineage.metrics})
-    return outcomes
+    mean, std = train_data.channel_stats()
+    initial = Subject(zoo.build(arch["name"], seed=schedule.seed, **arch["kwargs"]),
+                      name=f"{arch['name']}_init_seed{schedule.seed}", mean=mean, std=std,
+                      class_names=train_data.class_names)
+    result = lottery_ticket(initial, train_data, config, train=schedule, eval_data=eval_data, out=out, name=name,
+                            progress=not quiet)
+    return [made for ticket in result.rounds for made in (ticket, ticket.control) if made is not None]
 
 
 @compress.command("quantize")
 @teacher_option
-@click.option("--mode", type=click.Choice(["static", "dynamic", "qat", "bf16"]), default="static", show_default=True)
-@click.option("--calibration", type=click.Choice(["minmax", "histogram", "percentile"]), default="histogram",
-              show_default=True, help="How activation ranges are set from the calibration images.")
-@click.option("--calibration-images", type=click.IntRange(1), default=512, show_default=True)
+@config_option("quantize", "mode")
+@config_option("quantize", "calibration", help="How activation ranges are set from the calibration images.")
+@config_option("quantize", "calibration_images", type=click.IntRange(1))
 @click.option("--qat-epochs", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--lr", type=float, default=0.005, show_default=True, help="qat: learning rate.")
 @click.option("--data", "data_spec", default="probeworld", show_default=True)
@@ -189,26 +200,24 @@ def compress_quantize(teacher_ref: str, mode: str, calibration: str, calibration
                       lr: float, data_spec: str, n_train: int | None, image_size: int | None, seed: int,
                       name: str | None, source: ModelSource, quiet: bool, out: Path) -> None:
     """Quantize a copy of the teacher; writes OUT/NAME.pt2 (int8 graph) or OUT/NAME.pt (bf16) + OUT/NAME.json."""
-    from kdscope.compress.quantize import QuantizeConfig, quantize
-
     train_data = load_data(data_spec, "train", n_train, image_size, seed)
     eval_data = load_data(data_spec, "test", None, image_size, seed)
     try:
         teacher = source.load(teacher_ref, role="teacher")
         train_data, eval_data = source.fit([teacher], train_data), source.fit([teacher], eval_data)
         result = quantize(teacher, train_data, QuantizeConfig(mode, calibration, calibration_images),
-                          qat_train=TrainConfig(epochs=qat_epochs, lr=lr, seed=seed, warmup_epochs=0)
+                          train=TrainConfig(epochs=qat_epochs, lr=lr, seed=seed, warmup_epochs=0)
                           if mode == "qat" else None,
                           eval_data=eval_data, out=out, name=name, progress=not quiet)
     except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
-    _report(result.lineage, out / f"{result.lineage.name}.{'pt' if mode == 'bf16' else 'pt2'}")
+    _report(result)
 
 
-def _report(lineage: Lineage, path: Path) -> None:
+def _report(result: Compressed) -> None:
     """One JSON line per model written: what a script needs to pick it up."""
-    metrics = lineage.metrics
+    lineage, metrics = result.lineage, result.lineage.metrics
     click.echo(json.dumps({"model": lineage.name, "method": lineage.method, "parent": lineage.parent,
                            "accuracy": metrics.get("accuracy"), "accuracy_ci95": metrics.get("accuracy_ci95"),
                            **{k: metrics[k] for k in ("sparsity", "twin_int8_top1_agreement") if k in metrics},
-                           "checkpoint": str(path)}))
+                           "checkpoint": str(result.checkpoint)}))

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdscope.compress.compressed import Compressed, check_data
 from kdscope.compress.kd_losses import LOSSES, distillation_loss
 from kdscope.compress.lineage import Lineage, model_metrics
 from kdscope.core.checkpoint import update_metadata
 from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
-from kdscope.train import TrainConfig, train
+from kdscope.train import TrainConfig
+from kdscope.train import train as run_training
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class DistillConfig:
     when given), weight `alpha` on the hard-label cross-entropy, and FitNets hints as (student layer, teacher layer)
     pairs weighted by `hint_weight`."""
 
-    kind: str = "kl"
+    kind: str = field(default="kl", metadata={"choices": LOSSES})
     temperature: float = 4.0
     temperature_end: float | None = None
     alpha: float = 0.5
@@ -52,14 +54,6 @@ class DistillConfig:
         if self.temperature_end is None:
             return self.temperature
         return self.temperature + (self.temperature_end - self.temperature) * min(max(progress, 0.0), 1.0)
-
-
-@dataclass
-class DistillResult:
-    student: Subject
-    lineage: Lineage
-    independent: Subject | None = None
-    independent_lineage: Lineage | None = None
 
 
 class DistillationLoss(nn.Module):
@@ -91,75 +85,80 @@ class DistillationLoss(nn.Module):
 
 def distill(
     teacher: Subject,
-    student: nn.Module,
     data: ImageSet,
-    config: TrainConfig = TrainConfig(),
-    kd: DistillConfig = DistillConfig(),
+    config: DistillConfig = DistillConfig(),
     *,
+    student: nn.Module,
+    train: TrainConfig = TrainConfig(),
+    control: bool = True,
     eval_data: ImageSet | None = None,
-    independent: bool = True,
     out: str | Path | None = None,
     name: str = "kd_student",
     progress: bool = True,
-) -> DistillResult:
-    """Distil `teacher` into copies of `student` (which is left untouched, as is the teacher).
+) -> Compressed:
+    """Distil `teacher` into a copy of `student` on `data` with the `train` schedule (teacher and `student` are left
+    untouched).
 
-    With `independent=True`, also trains the control: the same architecture from the same initial weights on the
-    same data with the same schedule and seed, without the teacher. With `out`, writes OUT/NAME.pt (+ .json with the
-    lineage) and OUT/NAME_independent.pt.
+    With `control=True`, `.control` is the independent student: the same architecture from the same initial weights
+    on the same data with the same schedule and seed, without the teacher. With `out`, writes OUT/NAME.pt (+ .json
+    with the lineage) and OUT/NAME_independent.pt.
     """
-    kd.validate()
+    check_data(data, "distill", required=True)
     config.validate()
+    train.validate()
     _check_compatible(teacher, student, data)
     mean, std = data.channel_stats()
     initial = copy.deepcopy(student)
     kd_student = copy.deepcopy(initial)
     student_subject = Subject(kd_student, name=name, role="student", mean=mean, std=std,
                               class_names=data.class_names)
-    total_steps = config.epochs * math.ceil(len(data) / config.batch_size)
+    total_steps = train.epochs * math.ceil(len(data) / train.batch_size)
     checkpoint = Path(out) / f"{name}.pt" if out is not None else None
-    with student_subject.capture([s for s, _ in kd.hints], detach=False) as student_features:
-        regressors = _hint_regressors(teacher, student_subject, data, kd.hints, student_features)
-        loss = DistillationLoss(teacher, kd, total_steps, student_features, regressors)
-        train(kd_student, data, config, eval_data=eval_data, loss=loss, mean=mean, std=std, checkpoint=checkpoint,
-              progress=progress, name=name, role="student")
-    hyperparameters = {"distill": {**asdict(kd), "hints": [list(h) for h in kd.hints]}, "train": asdict(config),
+    with student_subject.capture([s for s, _ in config.hints], detach=False) as student_features:
+        regressors = _hint_regressors(teacher, student_subject, data, config.hints, student_features)
+        loss = DistillationLoss(teacher, config, total_steps, student_features, regressors)
+        run_training(kd_student, data, train, eval_data=eval_data, loss=loss, mean=mean, std=std,
+                     checkpoint=checkpoint, progress=progress, name=name, role="student")
+    hyperparameters = {"distill": {**asdict(config), "hints": [list(h) for h in config.hints]}, "train": asdict(train),
                        "student_arch": getattr(student, "kdscope_arch", None)}
-    lineage = Lineage(name=name, parent=teacher.name, method=f"distill:{kd.kind}", hyperparameters=hyperparameters,
-                      data=data.description, seed=config.seed, metrics=model_metrics(student_subject, eval_data))
-    if checkpoint is not None:
-        update_metadata(checkpoint, lineage=lineage.to_dict())
-    result = DistillResult(student=student_subject, lineage=lineage)
-    if independent:
-        result.independent, result.independent_lineage = _independent_student(
-            initial, teacher, data, config, hyperparameters, eval_data, out, name, mean, std, progress)
-    return result
+    lineage = Lineage(name=name, parent=teacher.name, method=f"distill:{config.kind}",
+                      hyperparameters=hyperparameters, data=data.description, seed=train.seed,
+                      metrics=model_metrics(student_subject, eval_data))
+    result = _recorded(Compressed(student_subject, lineage, checkpoint=checkpoint))
+    if not control:
+        return result
+    return replace(result, control=_independent_student(initial, data, train, hyperparameters, eval_data, out, name,
+                                                        mean, std, progress))
 
 
-def _independent_student(initial: nn.Module, teacher: Subject, data: ImageSet, config: TrainConfig,
-                         hyperparameters: dict, eval_data: ImageSet | None, out: str | Path | None, name: str,
-                         mean: tuple[float, ...], std: tuple[float, ...], progress: bool) -> tuple[Subject, Lineage]:
+def _independent_student(initial: nn.Module, data: ImageSet, train: TrainConfig, hyperparameters: dict,
+                         eval_data: ImageSet | None, out: str | Path | None, name: str, mean: tuple[float, ...],
+                         std: tuple[float, ...], progress: bool) -> Compressed:
+    """The control: `initial` trained on the same data with the same schedule, by cross-entropy alone."""
     control_name = f"{name}_independent"
     model = copy.deepcopy(initial)
     checkpoint = Path(out) / f"{control_name}.pt" if out is not None else None
-    train(model, data, config, eval_data=eval_data, mean=mean, std=std, checkpoint=checkpoint, progress=progress,
-          name=control_name, role="independent_student")
+    run_training(model, data, train, eval_data=eval_data, mean=mean, std=std, checkpoint=checkpoint,
+                 progress=progress, name=control_name, role="independent_student")
     subject = Subject(model, name=control_name, role="independent_student", mean=mean, std=std,
                       class_names=data.class_names)
     lineage = Lineage(name=control_name, parent="none (trained without the teacher)", method="independent",
                       hyperparameters={"train": hyperparameters["train"],
                                        "student_arch": hyperparameters["student_arch"]},
-                      data=data.description, seed=config.seed, metrics=model_metrics(subject, eval_data),
+                      data=data.description, seed=train.seed, metrics=model_metrics(subject, eval_data),
                       control_of=name)
-    if checkpoint is not None:
-        update_metadata(checkpoint, lineage=lineage.to_dict())
-    return subject, lineage
+    return _recorded(Compressed(subject, lineage, checkpoint=checkpoint))
+
+
+def _recorded(result: Compressed) -> Compressed:
+    """Add the lineage to the checkpoint the trainer wrote (which keeps its schedule, history and timing)."""
+    if result.checkpoint is not None:
+        update_metadata(result.checkpoint, lineage=result.subject.metadata["lineage"])
+    return result
 
 
 def _check_compatible(teacher: Subject, student: nn.Module, data: ImageSet) -> None:
     """Teacher and student must both take these images and predict one logit per class of the data."""
-    if len(data) == 0:
-        raise ValueError("distillation data is empty")
     probe = data.images(slice(0, 2))
     with torch.no_grad(), Subject(student).guard():
         student_classes = student(probe.to(next(student.parameters()).device)).shape[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 
 from kdscope.core.profile import cpu_latency_ms, parameter_counts, state_dict_bytes
@@ -10,7 +11,7 @@ from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
 
 
-@dataclass
+@dataclass(frozen=True)
 class Lineage:
     """Parent, method, hyper-parameters, data, seed and measured metrics of one compressed model."""
 
@@ -24,7 +25,9 @@ class Lineage:
     control_of: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The plain JSON form, exactly as a checkpoint's metadata holds it (tuples become lists), so the lineage a
+        Subject carries in memory equals the one read back from disk."""
+        return json.loads(json.dumps(asdict(self)))
 
 
 def model_metrics(subject: Subject, eval_data: ImageSet | None, *, latency_batch: int = 64,

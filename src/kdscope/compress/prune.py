@@ -8,19 +8,22 @@ smallest magnitudes by `torch.topk`), so masks are comparable with PyTorch's at 
 from __future__ import annotations
 
 import copy
+import functools
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from kdscope.compress.compressed import Compressed, check_data
 from kdscope.compress.distill import DistillConfig
 from kdscope.compress.masks import apply_masks, masks_of, prunable_layers, weight_of
-from kdscope.compress.outcome import PruneResult, check_fine_tuning, fine_tune_pruned, finish_pruned, training_record
+from kdscope.compress.outcome import check_fine_tuning, fine_tune_pruned, finish_pruned, normalisation, training_record
 from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
-from kdscope.train import TrainConfig, train
+from kdscope.train import TrainConfig
+from kdscope.train import train as run_training
 
 SCOPES = ("global", "layer")
 
@@ -31,7 +34,7 @@ class PruneConfig:
     layer."""
 
     sparsity: float = 0.8
-    scope: str = "global"
+    scope: str = field(default="global", metadata={"choices": SCOPES})
     layers: tuple[str, ...] | None = None
 
     def validate(self) -> None:
@@ -73,121 +76,131 @@ def magnitude_masks(model: nn.Module, amount: float, *, scope: str = "global", l
 
 
 def prune(
-    subject: Subject,
+    parent: Subject,
+    data: ImageSet | None = None,
     config: PruneConfig = PruneConfig(),
     *,
-    data: ImageSet | None = None,
-    fine_tune: TrainConfig | None = None,
+    train: TrainConfig | None = None,
     recover: DistillConfig | None = None,
     eval_data: ImageSet | None = None,
     out: str | Path | None = None,
     name: str | None = None,
     progress: bool = True,
-) -> PruneResult:
-    """Prune a copy of `subject`'s model by magnitude; optionally fine-tune it with the masks held, by cross-entropy
-    or (with `recover`) by distillation from the unpruned parent. The parent is never modified."""
+) -> Compressed:
+    """Prune a copy of `parent`'s model by magnitude; with `train` (and `data`), fine-tune it with the masks held, by
+    cross-entropy or (with `recover`) by distillation from the unpruned parent. The parent is never modified."""
+    check_data(data, "prune", required=False)
     config.validate()
-    check_fine_tuning(data, fine_tune, recover)
-    name = name or f"{subject.name}_pruned{round(config.sparsity * 100)}"
-    model = copy.deepcopy(subject.model)
+    check_fine_tuning(data, train, recover)
+    name = name or f"{parent.name}_pruned{round(config.sparsity * 100)}"
+    model = copy.deepcopy(parent.model)
     layers = list(config.layers) if config.layers is not None else None
     apply_masks(model, magnitude_masks(model, config.sparsity, scope=config.scope, layers=layers,
                                        previous=masks_of(model)))
-    fine_tune = fine_tune_pruned(model, subject, data, fine_tune, recover, eval_data, name, progress)
-    hyperparameters = {"prune": {**asdict(config), "layers": layers}, **training_record(fine_tune, recover)}
-    return finish_pruned(model, subject, name, "prune:magnitude", hyperparameters, data, eval_data, out,
-                         fine_tune.seed if fine_tune is not None else 0)
+    train = fine_tune_pruned(model, parent, data, train, recover, eval_data, name, progress)
+    hyperparameters = {"prune": {**asdict(config), "layers": layers}, **training_record(train, recover)}
+    return finish_pruned(model, parent, name, "prune:magnitude", hyperparameters, data, eval_data, out,
+                         train.seed if train is not None else 0)
 
 
-@dataclass
-class TicketRound:
-    """One round of iterative pruning: the rewound-and-retrained ticket and, optionally, its random-reinit control."""
+@dataclass(frozen=True)
+class LotteryConfig:
+    """`rounds` of pruning, each removing `rate` of the surviving weights by magnitude (ranked globally or per layer
+    by `scope`) and rewinding the survivors to their weights after `rewind_epoch` epochs (0 = initialisation). The
+    random re-initialisation control of round k draws its weights with seed `control_seed + k`."""
 
-    sparsity: float
-    ticket: PruneResult
-    control: PruneResult | None = None
+    rounds: int = 3
+    rate: float = 0.5
+    rewind_epoch: int = 1
+    scope: str = field(default="global", metadata={"choices": SCOPES})
+    control_seed: int = 1_000
 
-
-@dataclass
-class LotteryResult:
-    dense: Subject
-    dense_accuracy: float | None
-    rounds: list[TicketRound] = field(default_factory=list)
+    def validate(self) -> None:
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if not (isinstance(self.rate, (int, float)) and 0.0 < self.rate < 1.0):
+            raise ValueError(f"rate must lie in (0, 1), got {self.rate}; 0.5 removes half the survivors each round")
+        if self.rewind_epoch < 0:
+            raise ValueError(f"rewind_epoch must be >= 0, got {self.rewind_epoch}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
 
 
 def lottery_ticket(
-    model: nn.Module,
+    parent: Subject,
     data: ImageSet,
-    config: TrainConfig = TrainConfig(),
+    config: LotteryConfig = LotteryConfig(),
     *,
-    rounds: int = 3,
-    rate: float = 0.5,
-    rewind_epoch: int = 1,
-    scope: str = "global",
+    train: TrainConfig = TrainConfig(),
     control: bool = True,
-    control_seed: int = 1_000,
     eval_data: ImageSet | None = None,
+    out: str | Path | None = None,
     name: str = "ticket",
     progress: bool = True,
-) -> LotteryResult:
-    """Iterative magnitude pruning with rewinding (Frankle & Carbin 2019; Frankle et al. 2020).
+) -> Compressed:
+    """Iterative magnitude pruning with rewinding (Frankle & Carbin 2019; Frankle et al. 2020) from `parent`'s
+    weights as the initialisation (the parent is never modified).
 
-    Train a copy of `model` for `config.epochs`, keeping its weights after `rewind_epoch` epochs (0 = initialisation).
-    Each round removes `rate` of the surviving weights by magnitude of the last trained weights, rewinds the survivors
-    to the kept weights and retrains with the same schedule. The control trains the same mask from fresh random
-    weights (seeded by `control_seed`), the comparison that tells a winning ticket from a good mask.
+    Trains a copy for `train.epochs` (the dense network NAME_dense, every ticket's lineage parent), keeping its
+    weights after `rewind_epoch` epochs. Each round removes `rate` of the surviving weights by magnitude of the last
+    trained weights, rewinds the survivors to the kept weights and retrains with the same schedule. The control
+    (`control=True`) trains the same mask from fresh random weights, the comparison that tells a winning ticket from
+    a good mask. Returns the last round's ticket, every round in `.rounds`; with `out`, saves every ticket and
+    control as OUT/NAME_roundK.pt and OUT/NAME_roundK_reinit.pt.
     """
-    PruneConfig(sparsity=rate, scope=scope).validate()
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
-    if not 0 <= rewind_epoch < config.epochs:
-        raise ValueError(f"rewind_epoch must lie in [0, epochs={config.epochs}), got {rewind_epoch}")
-    mean, std = data.channel_stats()
-    initial = copy.deepcopy(model)
+    check_data(data, "lottery_ticket", required=True)
+    config.validate()
+    train.validate()
+    if not config.rewind_epoch < train.epochs:
+        raise ValueError(f"rewind_epoch must lie in [0, epochs={train.epochs}), got {config.rewind_epoch}")
+    mean, std = normalisation(parent)
+    initial = copy.deepcopy(parent.model)
     rewind_state = {}
 
     def keep_rewind_point(epoch: int, trained: nn.Module) -> None:
-        if epoch == rewind_epoch:
+        if epoch == config.rewind_epoch:
             rewind_state.update({k: v.detach().clone() for k, v in trained.state_dict().items()})
 
     dense = copy.deepcopy(initial)
     keep_rewind_point(0, dense)
-    train(dense, data, config, eval_data=eval_data, mean=mean, std=std, progress=progress, name=f"{name}_dense",
-          on_epoch_end=keep_rewind_point)
+    run_training(dense, data, train, eval_data=eval_data, mean=mean, std=std, progress=progress,
+                 name=f"{name}_dense", on_epoch_end=keep_rewind_point)
     dense_subject = Subject(dense, name=f"{name}_dense", role="other", mean=mean, std=std,
                             class_names=data.class_names)
-    result = LotteryResult(dense_subject, dense_subject.evaluate(eval_data)["accuracy"] if eval_data else None)
-    masks, trained = None, dense
-    for index in range(1, rounds + 1):
-        masks = magnitude_masks(trained, rate, scope=scope, previous=masks)
-        sparsity = 1 - sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+    dense_metrics = {"parent_accuracy": dense_subject.evaluate(eval_data)["accuracy"]} if eval_data else {}
+    masked = functools.partial(_train_masked, data=data, train=train, eval_data=eval_data, parent=dense_subject,
+                               extra_metrics=dense_metrics, out=out, progress=progress)
+    masks, trained, rounds = None, dense, []
+    for index in range(1, config.rounds + 1):
+        masks = magnitude_masks(trained, config.rate, scope=config.scope, previous=masks)
         ticket = copy.deepcopy(initial)
         ticket.load_state_dict(rewind_state)
         round_name = f"{name}_round{index}"
-        ticket_result = _train_masked(ticket, masks, data, config, eval_data, mean, std, round_name, progress, {
-            "lottery": {"round": index, "rate": rate, "rewind_epoch": rewind_epoch, "scope": scope},
-            "train": asdict(config)}, dense_subject, "prune:lottery_ticket")
-        round_record = TicketRound(sparsity, ticket_result)
+        settings = {"round": index, "rate": config.rate, "rewind_epoch": config.rewind_epoch, "scope": config.scope}
+        record = {"train": asdict(train), "initialisation": parent.name}
+        result = masked(ticket, masks, round_name, "prune:lottery_ticket", {"lottery": settings, **record})
         if control:
-            fresh = _reinitialised(initial, control_seed + index)
-            round_record.control = _train_masked(fresh, masks, data, config, eval_data, mean, std,
-                                                 f"{round_name}_reinit", progress, {
-                                                     "lottery": {"round": index, "control": "random_reinit",
-                                                                 "control_seed": control_seed + index},
-                                                     "train": asdict(config)}, dense_subject,
-                                                 "prune:random_reinit_control")
-            round_record.control.lineage.control_of = round_name
-        result.rounds.append(round_record)
-        trained = ticket_result.subject.model
-    return result
+            seed = config.control_seed + index
+            reinit = masked(_reinitialised(initial, seed), masks, f"{round_name}_reinit",
+                            "prune:random_reinit_control",
+                            {"lottery": {**settings, "control": "random_reinit", "control_seed": seed}, **record},
+                            control_of=round_name)
+            result = replace(result, control=reinit)
+        rounds.append(result)
+        trained = result.subject.model
+    return replace(rounds[-1], rounds=tuple(rounds))
 
 
-def _train_masked(model: nn.Module, masks: dict[str, torch.Tensor], data: ImageSet, config: TrainConfig,
-                  eval_data: ImageSet | None, mean: tuple, std: tuple, name: str, progress: bool,
-                  hyperparameters: dict, parent: Subject, method: str) -> PruneResult:
+def _train_masked(model: nn.Module, masks: dict[str, torch.Tensor], name: str, method: str, hyperparameters: dict,
+                  *, data: ImageSet, train: TrainConfig, eval_data: ImageSet | None, parent: Subject,
+                  extra_metrics: dict, out: str | Path | None, progress: bool,
+                  control_of: str | None = None) -> Compressed:
     apply_masks(model, masks)
-    train(model, data, config, eval_data=eval_data, mean=mean, std=std, progress=progress, name=name, role="pruned")
-    return finish_pruned(model, parent, name, method, hyperparameters, data, eval_data, None, config.seed)
+    mean, std = normalisation(parent)
+    run_training(model, data, train, eval_data=eval_data, mean=mean, std=std, progress=progress, name=name,
+                 role="pruned")
+    return finish_pruned(model, parent, name, method, hyperparameters, data, eval_data, out, train.seed,
+                         control_of=control_of, extra_metrics=extra_metrics)
 
 
 def _reinitialised(model: nn.Module, seed: int) -> nn.Module:

@@ -8,7 +8,7 @@ against the float parent in the same run.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,6 +16,7 @@ from torch import fx, nn
 
 from kdscope.compress import quant_backend as backend
 from kdscope.compress.bf16 import Bf16Model, cpu_has_native_bf16
+from kdscope.compress.compressed import Compressed, check_data
 from kdscope.compress.lineage import Lineage, model_metrics
 from kdscope.compress.masks import fold_masks, masks_of
 from kdscope.compress.outcome import normalisation
@@ -24,7 +25,8 @@ from kdscope.core.checkpoint import atomic_write, checkpoint_paths, save_checkpo
 from kdscope.core.profile import cpu_latency_ms, state_dict_bytes
 from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
-from kdscope.train import TrainConfig, train
+from kdscope.train import TrainConfig
+from kdscope.train import train as run_training
 
 MODES = ("static", "dynamic", "qat", "bf16")
 
@@ -37,8 +39,8 @@ class QuantizeConfig:
     'minmax' (no saturation), 'histogram' (PyTorch's x86 default: the range minimising quantization error) or
     'percentile' (99.99th percentile clipping)."""
 
-    mode: str = "static"
-    calibration: str = "histogram"
+    mode: str = field(default="static", metadata={"choices": MODES})
+    calibration: str = field(default="histogram", metadata={"choices": backend.CALIBRATIONS})
     calibration_images: int = 512
 
     def validate(self) -> None:
@@ -50,66 +52,59 @@ class QuantizeConfig:
             raise ValueError(f"calibration_images must be >= 1, got {self.calibration_images}")
 
 
-@dataclass
-class QuantizeResult:
-    """The quantized Subject, its lineage, and for int8 the reference graph it was compiled from (what `save_int8`
-    writes, already in the form that `load_int8` reads back)."""
-
-    subject: Subject
-    lineage: Lineage
-    reference: fx.GraphModule | None
-
-
 def quantize(
-    subject: Subject,
+    parent: Subject,
     data: ImageSet,
     config: QuantizeConfig = QuantizeConfig(),
     *,
-    qat_train: TrainConfig | None = None,
+    train: TrainConfig | None = None,
     eval_data: ImageSet | None = None,
     out: str | Path | None = None,
     name: str | None = None,
     progress: bool = True,
-) -> QuantizeResult:
-    """An int8 (or bf16) copy of `subject` (never modified). `data` calibrates (its first `calibration_images`
-    images) or, for QAT, trains (`qat_train`, 2 epochs at a small learning rate by default)."""
+) -> Compressed:
+    """An int8 (or bf16) copy of `parent` (never modified). `data` calibrates (its first `calibration_images` images)
+    or, for QAT, trains (`train`, 2 epochs at a small learning rate by default). An int8 result carries the reference
+    graph it was compiled from (`.reference`, what a saved archive holds and `load_int8` reads back)."""
+    check_data(data, "quantize", required=True)
     config.validate()
-    if len(data) == 0:
-        raise ValueError("quantization needs calibration data; the ImageSet is empty")
-    name = name or f"{subject.name}_{'bf16' if config.mode == 'bf16' else 'int8'}"
-    model = (fold_masks(subject.model) if masks_of(subject.model) else copy.deepcopy(subject.model)).eval()
+    if train is not None and config.mode != "qat":
+        raise ValueError(f"train= is the QAT schedule; mode {config.mode!r} does not train (use mode='qat')")
+    name = name or f"{parent.name}_{'bf16' if config.mode == 'bf16' else 'int8'}"
+    model = (fold_masks(parent.model) if masks_of(parent.model) else copy.deepcopy(parent.model)).eval()
     calibration = data.subset(range(min(len(data), config.calibration_images)))
     if config.mode == "bf16":
-        return _to_bf16(subject, model, config, eval_data or calibration, calibration, out, name)
-    example = subject.normalize(calibration.images(slice(0, 2)).to(subject.device))
-    qat_train = (qat_train or TrainConfig(epochs=2, lr=0.005, warmup_epochs=0)) if config.mode == "qat" else None
+        return _to_bf16(parent, model, config, eval_data or calibration, calibration, out, name)
+    example = parent.normalize(calibration.images(slice(0, 2)).to(parent.device))
     if config.mode == "qat":
+        train = train or TrainConfig(epochs=2, lr=0.005, warmup_epochs=0)
         prepared = backend.prepare(model, example, qat=True)
-        mean, std = normalisation(subject)
-        train(prepared, data, qat_train, mean=mean, std=std, progress=progress, name=name, role="quantized")
+        mean, std = normalisation(parent)
+        run_training(prepared, data, train, mean=mean, std=std, progress=progress, name=name, role="quantized")
     else:
         prepared = backend.prepare(model, example, calibration=config.calibration,
                                    dynamic=config.mode == "dynamic", linear_only=config.mode == "dynamic")
-        backend.calibrate(prepared, (subject.normalize(x.to(subject.device)) for x, _ in calibration.batches(128)))
+        backend.calibrate(prepared, (parent.normalize(x.to(parent.device)) for x, _ in calibration.batches(128)))
     reference = backend.convert(prepared)
     quantized, floating = backend.quantized_layers(reference)
     if not quantized:
-        raise ValueError(f"no layer of {subject.name} was quantized; int8 needs Conv2d or Linear layers")
+        raise ValueError(f"no layer of {parent.name} was quantized; int8 needs Conv2d or Linear layers")
     # From here on, the graph a saved archive loads as: this int8 model and one loaded from `out` are the same.
     reference = backend.round_trip(reference, example)
-    int8 = int8_subject(reference, example, name=name, parent=subject,
+    int8 = int8_subject(reference, example, name=name, parent=parent,
                         metadata={"compression": {"int8": {**asdict(config), "quantized_layers": quantized,
                                                            "float_layers": floating}}})
-    lineage = Lineage(name=name, parent=subject.name, method=f"quantize:int8_{config.mode}",
+    lineage = Lineage(name=name, parent=parent.name, method=f"quantize:int8_{config.mode}",
                       hyperparameters={"quantize": asdict(config),
-                                       "qat_train": asdict(qat_train) if qat_train is not None else None},
-                      data=(data if qat_train is not None else calibration).description,
-                      seed=qat_train.seed if qat_train is not None else 0,
-                      metrics=int8_metrics(int8, subject, reference, eval_data or calibration))
-    int8.metadata["lineage"] = lineage.to_dict()
-    if out is not None:
-        save_int8(Path(out) / f"{name}.pt2", int8, reference, example)
-    return QuantizeResult(int8, lineage, reference)
+                                       "qat_train": asdict(train) if train is not None else None},
+                      data=(data if train is not None else calibration).description,
+                      seed=train.seed if train is not None else 0,
+                      metrics=int8_metrics(int8, parent, reference, eval_data or calibration))
+    result = Compressed(int8, lineage, checkpoint=Path(out) / f"{name}.pt2" if out is not None else None,
+                        reference=reference)
+    if result.checkpoint is not None:
+        save_int8(result.checkpoint, int8, reference, example)
+    return result
 
 
 def int8_subject(reference: fx.GraphModule, example: torch.Tensor, *, name: str, parent: Subject | None = None,
@@ -155,7 +150,7 @@ def _against_parent(compressed: Subject, parent: Subject, data: ImageSet, metric
 
 
 def _to_bf16(parent: Subject, model: nn.Module, config: QuantizeConfig, eval_data: ImageSet,
-             calibration: ImageSet, out: str | Path | None, name: str) -> QuantizeResult:
+             calibration: ImageSet, out: str | Path | None, name: str) -> Compressed:
     wrapped = Bf16Model(model)
     wrapped.kdscope_arch = getattr(model, "kdscope_arch", None)
     mean, std = normalisation(parent)
@@ -167,10 +162,10 @@ def _to_bf16(parent: Subject, model: nn.Module, config: QuantizeConfig, eval_dat
     lineage = Lineage(name=name, parent=parent.name, method="quantize:bf16",
                       hyperparameters={"quantize": asdict(config)}, data=calibration.description, seed=0,
                       metrics=metrics)
-    subject.metadata["lineage"] = lineage.to_dict()
-    if out is not None:
-        save_checkpoint(Path(out) / f"{name}.pt", subject, extra={"metrics": metrics})
-    return QuantizeResult(subject, lineage, None)
+    result = Compressed(subject, lineage, checkpoint=Path(out) / f"{name}.pt" if out is not None else None)
+    if result.checkpoint is not None:
+        save_checkpoint(result.checkpoint, subject, extra={"metrics": metrics})
+    return result
 
 
 def save_int8(path: str | Path, subject: Subject, reference: fx.GraphModule, example: torch.Tensor) -> Path:

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from kdscope.compress.channels import ChannelGroup, channel_groups
+from kdscope.compress.compressed import Compressed, check_data
 from kdscope.compress.distill import DistillConfig
 from kdscope.compress.masks import fold_masks, masks_of
-from kdscope.compress.outcome import PruneResult, check_fine_tuning, fine_tune_pruned, finish_pruned, training_record
+from kdscope.compress.outcome import check_fine_tuning, fine_tune_pruned, finish_pruned, training_record
 from kdscope.compress.reshape import slice_inputs, slice_outputs
 from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
@@ -44,43 +45,45 @@ def filter_importance(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
 
 
 def structured_prune(
-    subject: Subject,
+    parent: Subject,
+    data: ImageSet | None = None,
     config: StructuredConfig = StructuredConfig(),
     *,
     input_shape: tuple[int, int, int] | None = None,
-    data: ImageSet | None = None,
-    fine_tune: TrainConfig | None = None,
+    train: TrainConfig | None = None,
     recover: DistillConfig | None = None,
     eval_data: ImageSet | None = None,
     out: str | Path | None = None,
     name: str | None = None,
     progress: bool = True,
-) -> PruneResult:
-    """Remove the lowest-L1 channels of a copy of `subject`'s model; optionally fine-tune (or distil from the parent).
+) -> Compressed:
+    """Remove the lowest-L1 channels of a copy of `parent`'s model; with `train` (and `data`), fine-tune it (or, with
+    `recover`, distil from the parent). The parent is never modified.
 
     The trace needs one example input: its (C, H, W) come from `data`, or from `input_shape`.
     """
+    check_data(data, "structured_prune", required=False)
     config.validate()
-    check_fine_tuning(data, fine_tune, recover)
+    check_fine_tuning(data, train, recover)
     shape = data.image_shape if data is not None else input_shape
     if shape is None:
         raise ValueError("pass data= or input_shape=(C, H, W) so the model can be traced")
-    model = fold_masks(subject.model) if masks_of(subject.model) else copy.deepcopy(subject.model)
+    model = fold_masks(parent.model) if masks_of(parent.model) else copy.deepcopy(parent.model)
     model.eval()
-    example = torch.zeros(2, *shape, device=subject.device)
+    example = torch.zeros(2, *shape, device=parent.device)
     groups = [g for g in channel_groups(model, example) if g.prunable]
     if not groups:
-        raise ValueError(f"{subject.name} has no channel group that can be pruned safely")
+        raise ValueError(f"{parent.name} has no channel group that can be pruned safely")
     for group in groups:
         importance = filter_importance(model, group)
         remove = min(group.channels - 1, round(config.ratio * group.channels))
         order = torch.argsort(importance, descending=True, stable=True)
         remove_channels(model, group, torch.sort(order[: group.channels - remove]).values)
-    name = name or f"{subject.name}_filters{round(config.ratio * 100)}"
-    fine_tune = fine_tune_pruned(model, subject, data, fine_tune, recover, eval_data, name, progress)
-    hyperparameters = {"structured": asdict(config), "groups": len(groups), **training_record(fine_tune, recover)}
-    return finish_pruned(model, subject, name, "prune:structured_l1", hyperparameters, data, eval_data, out,
-                         fine_tune.seed if fine_tune is not None else 0)
+    name = name or f"{parent.name}_filters{round(config.ratio * 100)}"
+    train = fine_tune_pruned(model, parent, data, train, recover, eval_data, name, progress)
+    hyperparameters = {"structured": asdict(config), "groups": len(groups), **training_record(train, recover)}
+    return finish_pruned(model, parent, name, "prune:structured_l1", hyperparameters, data, eval_data, out,
+                         train.seed if train is not None else 0)
 
 
 @torch.no_grad()
