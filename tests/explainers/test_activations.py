@@ -48,7 +48,8 @@ X = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
 Y = torch.tensor([0, 1, 3])
 
 
-@pytest.mark.parametrize("activation", [nn.GELU(), nn.SiLU(), nn.Hardswish(), nn.ELU(), nn.LeakyReLU(), nn.Mish()])
+@pytest.mark.parametrize("activation", [nn.GELU(), nn.SiLU(), nn.Hardswish(), nn.ELU(), nn.LeakyReLU(), nn.Mish(),
+                                        nn.ReLU6(), nn.PReLU()])
 @pytest.mark.parametrize("method", RULES)
 def test_activations_without_a_rule_are_refused_naming_the_modules(activation, method):
     with pytest.raises(ActivationRuleError, match=r"in act1.*no rule for|no rule for.*in act1"):

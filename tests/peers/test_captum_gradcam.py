@@ -111,7 +111,8 @@ def test_captum_layer_gradcam_non_conv_layer_is_refused():
     maps only and says so rather than return a map."""
     subject = Subject(PeerImage(BasicModel_MultiLayer()), input_range=(0.0, 100.0), outputs="logits")
     x = torch.tensor([0.0, 100.0, 0.0]).view(1, 1, 1, 3)
-    with pytest.raises(ValueError, match=r"not a \(N, C, H, W\) feature map"), subject.guard():
+    refused = r"neither a spatial \(N, C, H, W\) map nor \(N, T, D\) patch tokens"
+    with pytest.raises(ValueError, match=refused), subject.guard():
         layer_gradcam(subject, x, TARGET, "model.linear0")
 
 

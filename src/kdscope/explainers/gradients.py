@@ -3,10 +3,10 @@
 
 Guided backprop and deconvnet change only what a ReLU passes backward, so they need every rectifier to be an
 `nn.ReLU` module they can hook. A ReLU called as a function (F.relu, x.relu()) cannot be hooked, and GELU, SiLU,
-Hardswish, ELU, LeakyReLU, Mish, Softplus and attention's softmax have no guided rule: through them the result would
-silently be part plain gradient (all of it on a GELU network). So the forward pass is watched at the dispatcher and
-such a model is refused, naming the modules, unless the caller opts into `other_activations="gradient"`: those
-activations then pass the plain gradient, which is what captum does without saying so.
+Hardswish, ELU, LeakyReLU, Mish, Softplus, ReLU6/Hardtanh and attention's softmax have no guided rule: through them
+the result would silently be part plain gradient (all of it on a GELU network). So the forward pass is watched at the
+dispatcher and such a model is refused, naming the modules, unless the caller opts into
+`other_activations="gradient"`: those activations then pass the plain gradient, which captum does without saying so.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from kdscope.explainers.base import Explanation, check_explain_inputs, frozen, i
 _RELU_OPS = {torch.ops.aten.relu, torch.ops.aten.relu_}
 _OTHER_ACTIVATION_OPS = {getattr(torch.ops.aten, name) for name in (
     "gelu", "gelu_", "silu", "silu_", "hardswish", "hardswish_", "elu", "elu_", "leaky_relu", "leaky_relu_", "mish",
-    "mish_", "softplus", "celu", "celu_", "selu", "selu_", "_prelu_kernel", "_softmax", "softmax")}
-"""Nonlinearities that play a rectifier's role (or attention's weighting) and have no guided backprop rule. Sigmoid
-and tanh gates (squeeze-excitation) stay: the methods are defined as modifying ReLUs and leave gates alone."""
+    "mish_", "softplus", "celu", "celu_", "selu", "selu_", "_prelu_kernel", "hardtanh", "hardtanh_", "relu6",
+    "relu6_", "threshold", "_softmax", "softmax")}
+"""Nonlinearities that play a rectifier's role (ReLU6 and Hardtanh in MobileNets included) or attention's weighting
+and have no guided backprop rule. Sigmoid and tanh gates (squeeze-excitation) stay: the methods are defined as
+modifying ReLUs and leave gates alone."""
 OTHER_ACTIVATIONS = ("refuse", "gradient")
 
 
