@@ -125,6 +125,6 @@ def finish(subject: Subject, x: torch.Tensor, adversarial: torch.Tensor, y: torc
         adversarial=adversarial, judge=lambda: judge(subject, adversarial, y, target),
         linf=delta.abs().amax(1).cpu(), l2=delta.norm(dim=1).cpu(), attack=attack,
         gradient_source="none (score-based)" if gradient_free else subject.gradient_source,
-        judged_on="int8 model" if subject.twin is not None else "model",
+        judged_on=subject.forward_source,
         params={**params, "targeted": target is not None},
     )
