@@ -1,5 +1,5 @@
-"""The audit: every stage filled, Results round-trip through JSON, and an interrupted audit resumes without
-recomputing finished stages and with identical results."""
+"""The audit: every stage filled with its record, Results round-trip through JSON, and an interrupted audit resumes
+without recomputing finished stages and with identical results."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from kdscope import Subject, zoo
 from kdscope.audit import Plan, audit
 from kdscope.audit.stages import STAGES
-from kdscope.results import Results
+from kdscope.results import STAGE_RECORDS, Results, Unavailable
+from kdscope.results.maps import NO_SECOND_CONTROL, OjhaRecord
 
 PLAN = Plan(images=24, explainers=("gradcam",), attacks=({"attack": "fgsm", "eps": 8 / 255},))
 
@@ -25,21 +26,29 @@ def subjects(trained_tiny_teacher):
     return [teacher, *students]
 
 
-def test_audit_fills_every_stage_and_round_trips(subjects, tiny_world):
+def test_audit_fills_every_stage_with_its_record_and_round_trips(subjects, tiny_world):
     results = audit(subjects, tiny_world[1], PLAN, progress=False)
     assert set(results.stages) == set(PLAN.stages)
-    assert results.stages["predictions"]["control"] == "alone"
-    teacher = results.stages["predictions"]["models"]["teacher"]
-    accuracy = teacher["per_class_accuracy"]
-    assert accuracy[str(teacher["hardest_classes"][0])] == min(accuracy.values())
-    assert set(results.stages["cka"]["grids"]) == {"kd", "alone"}
-    grid = results.stages["cka"]["grids"]["kd"]
-    assert grid["rows"] == ["stem", "layer1", "layer2", "layer3"]
-    assert grid["columns"] == ["features.0", "features.6", "features.13", "features.19"]
-    assert "ojha" in results.stages["cams"]
-    assert results.stages["attacks"]["matrices"][0]["models"] == ["teacher", "kd", "alone"]
+    assert all(isinstance(results.stages[name], STAGE_RECORDS[name]) for name in results.stages)
+    assert results.teacher.name == "teacher" and results.control.name == "alone"
+    predictions = results.stages["predictions"]
+    assert predictions.control == "alone"
+    teacher = predictions.models["teacher"]
+    accuracy = teacher.per_class_accuracy
+    assert accuracy[str(teacher.hardest_classes[0])] == min(accuracy.values())
+    assert set(results.stages["cka"].grids) == {"kd", "alone"}
+    grid = results.stages["cka"].grids["kd"]
+    assert grid.rows == ["stem", "layer1", "layer2", "layer3"]
+    assert grid.columns == ["features.0", "features.6", "features.13", "features.19"]
+    ojha = results.stages["cams"].ojha
+    assert isinstance(ojha, OjhaRecord) and (ojha.student, ojha.control) == ("kd", "alone")
+    low, share, high = sorted(ojha.distilled_closer)
+    assert 0 <= low <= share <= high <= 1 and share == ojha.distilled_closer[0]
+    assert ojha.control_closer == Unavailable(NO_SECOND_CONTROL) and ojha.second_control is None
+    assert results.stages["attacks"].matrices[0].models == ["teacher", "kd", "alone"]
     again = Results.from_json(results.to_json())
     assert again.to_json() == results.to_json()
+    assert again.stages.keys() == results.stages.keys()
 
 
 def test_an_interrupted_audit_resumes_without_recomputing(subjects, tiny_world, tmp_path, monkeypatch):
@@ -63,7 +72,7 @@ def test_an_interrupted_audit_resumes_without_recomputing(subjects, tiny_world, 
     resumed = audit(subjects, tiny_world[1], PLAN, cache=tmp_path, progress=False)
     assert calls["predictions"] == 1
     fresh = audit(subjects, tiny_world[1], PLAN, progress=False)
-    assert json.dumps(resumed.stages) == json.dumps(fresh.stages)
+    assert json.dumps(resumed.to_plain()["stages"]) == json.dumps(fresh.to_plain()["stages"])
 
 
 def test_bad_plans_are_refused(subjects, tiny_world):

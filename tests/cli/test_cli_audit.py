@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from kdscope import zoo
 from kdscope.cli.main import main
 from kdscope.data import CLASS_NAMES
+from kdscope.results.representations import no_layers
 
 
 class _Normalised(torch.nn.Module):
@@ -60,8 +61,11 @@ def test_torchscript_models_on_an_image_folder_gate_on_checks(user_files, tmp_pa
     results = json.loads((tmp_path / "results.json").read_text())
     assert (tmp_path / "index.html").exists() and len(results["checks"]) == 2
     assert results["data"]["class_order"] == "matched by name to the classes of the given class names"
-    assert "error" in results["stages"]["cams"]["methods"]["gradcam"]["student"]
-    assert "cosine" in results["stages"]["cams"]["methods"]["gradient"]["student"]
+    cams = results["stages"]["cams"]
+    assert set(cams["methods"]["gradcam"]["student"]) == {"unavailable"}
+    assert "TorchScript" in cams["methods"]["gradcam"]["student"]["unavailable"]
+    assert "cosine" in cams["methods"]["gradient"]["student"]
+    assert results["stages"]["cka"]["grids"]["student"] == {"unavailable": no_layers("teacher")}
     failing = _audit(user_files, tmp_path, "--checks", "top1_agreement >= 101%", "--checks", "cam_agreement >= 0.6")
     assert failing.exit_code == 1
     assert "FAIL top1_agreement >= 101%: student" in failing.output

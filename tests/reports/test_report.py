@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 from html import unescape
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -173,7 +174,8 @@ def test_report_on_results_with_missing_keys_says_which_key(tiny_demo, tmp_path)
     (tmp_path / "stage.json").write_text(json.dumps(record))
     del record["models"]
     (tmp_path / "top.json").write_text(json.dumps(record))
-    for name, key in (("stage.json", "'versus_teacher'"), ("top.json", "'models'")):
+    for name, key in (("stage.json", "the stage 'predictions' lacks the key 'versus_teacher'"),
+                      ("top.json", "'models'")):
         result = CliRunner().invoke(main, ["report", str(tmp_path / name), "--out", str(tmp_path / "out.html")])
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
         assert key in result.output and "rerun the audit" in result.output
@@ -186,6 +188,20 @@ def test_the_headline_counts_the_images_audited_not_the_plans_cap(trained_tiny_t
                       std=teacher.std.flatten().tolist())
     results = audit([teacher, student], tiny_world[1].subset(range(10)),
                     Plan(images=100_000, stages=("predictions",)), progress=False)
-    assert results.stages["predictions"]["images"] == 10
+    assert results.stages["predictions"].images == 10
     assert findings(results)[0].endswith("on 10 audit images.")
     assert "100000" not in " ".join(findings(results))
+
+
+def test_report_rebuilds_a_version_2_results_file_and_leaves_it_as_it_is(tmp_path):
+    source = tmp_path / "results.json"
+    source.write_bytes((Path(__file__).parent.parent / "results" / "demo_v2.json").read_bytes())
+    before = source.read_bytes()
+    result = CliRunner().invoke(main, ["report", str(source), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    page = unescape((tmp_path / "index.html").read_text())
+    assert "Ojha et al.'s test" in page and "not measured: version-2 results predate it" in page
+    assert source.read_bytes() == before
+    elsewhere = CliRunner().invoke(main, ["report", str(source), "--out", str(tmp_path / "new")])
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert json.loads((tmp_path / "new" / "results.json").read_text())["schema_version"] == 3

@@ -17,6 +17,7 @@ from kdscope.core.subject import Subject
 from kdscope.core.version import __version__
 from kdscope.data.imageset import ImageSet
 from kdscope.explainers.layers import hookable, representation_layers
+from kdscope.results.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from kdscope.audit.plan import Plan
@@ -33,13 +34,17 @@ class AuditContext:
         self.others = [s for s in subjects if s is not self.teacher]
         self.distilled = next((s for s in subjects if s.role == "student"), None)
         self.independent = next((s for s in subjects if s.role == "independent_student"), None)
+        self.second_independent = next((s for s in subjects if s.role == "independent_student"
+                                        and s is not self.independent), None)
         self._forward: dict[str, dict] = {}
         self._maps: dict[tuple[str, str], torch.Tensor] = {}
 
     def key(self, stage: str) -> str:
         """Everything that changes a stage's result: plan, models (weights, normalisation, input range, classes),
-        and the images with their labels and class order. The device is left out: results do not depend on it."""
+        the images with their labels and class order, and the results schema its record is written in. The device
+        is left out: results do not depend on it."""
         fingerprint = {"stage": stage, "plan": plain(asdict(self.plan)), "kdscope": __version__,
+                       "schema": SCHEMA_VERSION,
                        "models": [[s.name, s.role, weights_digest(s.model), _listed(s.mean), _listed(s.std),
                                    list(s.input_range), list(s.class_names or [])] for s in self.subjects],
                        "images": hashlib.sha256(self.images.pixels.tobytes()).hexdigest(),

@@ -9,6 +9,17 @@ from kdscope.audit.context import AuditContext
 from kdscope.compare.probes import compare_outcomes, consensus, invariance, shape_decisions
 from kdscope.core.stats import bootstrap_ci
 from kdscope.data.imageset import ImageSet
+from kdscope.results.probes import (
+    NO_IMAGES_SCORED,
+    NO_PAIR,
+    NOT_PAIRED,
+    NOT_PROBEWORLD,
+    NOT_THE_SCENES,
+    PairedOutcome,
+    ProbeRecord,
+    ProbesStage,
+)
+from kdscope.results.values import Unavailable
 
 PROBES = {
     "colour_invariance": "prediction unchanged when the same scene is recoloured (colour_shift variant)",
@@ -17,14 +28,14 @@ PROBES = {
 }
 
 
-def probes(context: AuditContext) -> dict:
+def probes(context: AuditContext) -> ProbesStage | Unavailable:
     description = dict(context.images.description)
     if description.pop("dataset", None) != "probeworld":
-        return {"skipped": "knowledge-transfer probes need ProbeWorld data (its variants render the same scenes)"}
+        return Unavailable(NOT_PROBEWORLD)
     variants = {name: _variant(description, name, context.indices) for name in
                 ("clean", "colour_shift", "unseen_domain", "cue_conflict")}
     if not np.array_equal(variants["clean"].pixels, context.images.pixels):
-        return {"skipped": "the audit images are not the ProbeWorld scenes their description names"}
+        return Unavailable(NOT_THE_SCENES)
     outcomes = {
         "colour_invariance": {s.name: invariance(s, variants["clean"], variants["colour_shift"])
                               for s in context.subjects},
@@ -32,18 +43,21 @@ def probes(context: AuditContext) -> dict:
                                             for s in context.others},
         "shape_bias": {s.name: shape_decisions(s, variants["cue_conflict"]) for s in context.subjects},
     }
-    student, control = context.distilled, context.independent
-    result = {"images": len(context.x), "student": student and student.name, "control": control and control.name,
-              "probes": {}}
+    student, control, seed = context.distilled, context.independent, context.plan.seed
+    records = {}
     for probe, per_model in outcomes.items():
-        entry = {"description": PROBES[probe],
-                 "models": {name: bootstrap_ci(values, seed=context.plan.seed) if len(values) else None
-                            for name, values in per_model.items()}}
-        if student is not None and control is not None and probe != "shape_bias":
-            entry["paired"] = compare_outcomes(per_model[student.name], per_model[control.name],
-                                               seed=context.plan.seed)
-        result["probes"][probe] = entry
-    return result
+        if probe == "shape_bias":
+            paired = Unavailable(NOT_PAIRED)
+        elif student is None or control is None:
+            paired = Unavailable(NO_PAIR)
+        else:
+            paired = PairedOutcome(**compare_outcomes(per_model[student.name], per_model[control.name], seed=seed))
+        records[probe] = ProbeRecord(
+            description=PROBES[probe], paired=paired,
+            models={name: bootstrap_ci(values, seed=seed) if len(values) else Unavailable(NO_IMAGES_SCORED)
+                    for name, values in per_model.items()})
+    return ProbesStage(images=len(context.x), student=student and student.name, control=control and control.name,
+                       probes=records)
 
 
 def _variant(description: dict, variant: str, indices: np.ndarray) -> ImageSet:

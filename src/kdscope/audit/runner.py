@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from kdscope.audit.cache import read_cached_stage, write_cached_stage
@@ -24,7 +25,8 @@ from kdscope.core.progress import progress_bar, progress_line
 from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
 from kdscope.data.sampling import stratified_sample
-from kdscope.results.schema import Results
+from kdscope.results.models import ModelRecord
+from kdscope.results.schema import Results, stage_from_plain
 
 
 def audit(subjects: Sequence[Subject], data: ImageSet, plan: Plan = Plan(), *, cache: str | Path | None = None,
@@ -54,20 +56,22 @@ def audit(subjects: Sequence[Subject], data: ImageSet, plan: Plan = Plan(), *, c
     for stage in progress_bar(plan.stages, desc="audit", disable=not progress):
         path = Path(cache) / f"{stage}.json" if cache is not None else None
         key = context.key(stage)
-        stored = read_cached_stage(path, key) if path is not None else None
+        stored = read_cached_stage(path, key, partial(stage_from_plain, stage)) if path is not None else None
         if stored is not None:
             results.stages[stage] = stored
             continue
         if progress:
             progress_line(f"audit: {stage}")
-        result = plain(STAGES[stage].run(context))
-        results.stages[stage] = result
+        # The record kept is the one its JSON reads back as (Python numbers, lists), so that a fresh stage and a
+        # cached one are the same record.
+        result = plain(STAGES[stage].run(context).to_plain())
+        results.stages[stage] = stage_from_plain(stage, result)
         if path is not None:
             write_cached_stage(path, key, result)
     return results
 
 
-def _model_record(subject: Subject, image_shape: tuple[int, ...]) -> dict:
+def _model_record(subject: Subject, image_shape: tuple[int, ...]) -> ModelRecord:
     """Name, role and lineage, and a profile: size from the lineage when there is one (an int8 model's weights are
     its reference graph's), CPU latency measured now for every model so that one audit's latencies compare."""
     lineage = subject.metadata.get("lineage") or {}
@@ -81,6 +85,6 @@ def _model_record(subject: Subject, image_shape: tuple[int, ...]) -> dict:
                "quantized_layers": len(int8["quantized_layers"]) if int8 else None,
                "float_layers": len(int8["float_layers"]) if int8 else None,
                "cpu_latency_ms": cpu_latency_ms(subject, image_shape, batch=64, repeats=10)}
-    return {"name": subject.name, "role": subject.role, "method": lineage.get("method"),
-            "parent": lineage.get("parent"), "hyperparameters": lineage.get("hyperparameters"),
-            "metrics": metrics, "profile": profile}
+    return ModelRecord.from_plain(plain({
+        "name": subject.name, "role": subject.role, "method": lineage.get("method"), "parent": lineage.get("parent"),
+        "hyperparameters": lineage.get("hyperparameters"), "metrics": metrics, "profile": profile}))

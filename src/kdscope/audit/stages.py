@@ -1,5 +1,5 @@
 """The audit's stages: each takes the audit's shared context (Subjects, images, plan, one forward pass and one map
-per model and method) and returns plain data for `Results.stages[name]`."""
+per model and method) and returns its typed record for `Results.stages[name]`."""
 
 from __future__ import annotations
 
@@ -12,99 +12,133 @@ import torch
 
 from kdscope.audit.context import AuditContext
 from kdscope.audit.probes import probes
-from kdscope.compare.cams import closer_share, map_agreement
-from kdscope.compare.cka import CKAAccumulator
-from kdscope.compare.predictions import agreement, ece_with_interval, per_class_accuracy
-from kdscope.core.stats import bootstrap_ci
+from kdscope.compare.cams import MapAgreementAccumulator, OjhaAccumulator
+from kdscope.compare.cka import CKAGridAccumulator, shuffled_pairing
+from kdscope.compare.predictions import accuracy_with_interval, agreement, ece_with_interval, per_class_accuracy
+from kdscope.results.attacks import NO_EPS_ATTACK, NO_ROBUST_EPS, AttacksStage, RobustCurves, TransferMatrix
+from kdscope.results.maps import (
+    NO_MASKS,
+    NO_OJHA_PAIR,
+    NO_SECOND_CONTROL,
+    CamsStage,
+    ExplanationsStage,
+    GalleryStage,
+    Localisation,
+    MapAgreement,
+    OjhaRecord,
+)
+from kdscope.results.predictions import Agreement, ModelPredictions, PredictionsStage
+from kdscope.results.representations import CKAGridRecord, CKAStage, no_layers
+from kdscope.results.sanity import SanityCheck, SanityStage
+from kdscope.results.schema import StageRecord
+from kdscope.results.values import Unavailable
 
 
-def _predictions(context: AuditContext) -> dict:
+def _predictions(context: AuditContext) -> PredictionsStage:
     y = context.y
     per_model = {}
     for subject in context.subjects:
         probabilities = context.forward(subject)["probabilities"]
-        correct = (probabilities.argmax(1) == y).double().numpy()
         classes = per_class_accuracy(probabilities, y)
         ranked = sorted(classes, key=lambda c: (classes[c], c))
-        per_model[subject.name] = {"accuracy": bootstrap_ci(correct),
-                                   "ece": ece_with_interval(probabilities, y),
-                                   "per_class_accuracy": classes,
-                                   "hardest_classes": ranked[:3], "easiest_classes": ranked[::-1][:3]}
+        per_model[subject.name] = ModelPredictions(
+            accuracy=accuracy_with_interval(probabilities, y), ece=ece_with_interval(probabilities, y),
+            per_class_accuracy={str(c): value for c, value in classes.items()},
+            hardest_classes=ranked[:3], easiest_classes=ranked[::-1][:3])
     teacher = context.forward(context.teacher)["probabilities"]
-    versus = {s.name: agreement(teacher, context.forward(s)["probabilities"]) for s in context.others}
-    return {"models": per_model, "versus_teacher": versus, "teacher": context.teacher.name,
-            "control": context.independent.name if context.independent else None, "images": len(y)}
+    versus = {s.name: Agreement(**agreement(teacher, context.forward(s)["probabilities"])) for s in context.others}
+    return PredictionsStage(models=per_model, versus_teacher=versus, teacher=context.teacher.name,
+                            control=context.independent.name if context.independent else None, images=len(y))
 
 
-def _cka(context: AuditContext) -> dict:
+def _cka(context: AuditContext) -> CKAStage:
+    """Every tapped teacher layer against every tapped layer of each other model, on all audit images at once, and
+    the control: the same with the images paired by one seeded permutation of all of them."""
     teacher = context.forward(context.teacher)["features"]
-    grids = {}
+    pairing = shuffled_pairing(len(context.x), context.plan.seed)
+    grids: dict[str, CKAGridRecord | Unavailable] = {}
     for subject in context.others:
         features = context.forward(subject)["features"]
         if not teacher or not features:
+            grids[subject.name] = Unavailable(no_layers(subject.name if teacher else context.teacher.name))
             continue
-        generator = torch.Generator().manual_seed(context.plan.seed)
-        permutation = torch.randperm(len(context.x), generator=generator)
-        grids[subject.name] = {
-            "rows": list(teacher), "columns": list(features), "reduce": "mean", "debiased": True,
-            "values": [[CKAAccumulator().update(a, b).value() for b in features.values()] for a in teacher.values()],
-            "control": [[CKAAccumulator().update(a, b[permutation]).value() for b in features.values()]
-                        for a in teacher.values()]}
-    return {"teacher": context.teacher.name, "grids": grids}
+        columns = list(features.values())
+        values, control = CKAGridAccumulator(len(teacher), len(features)).update(
+            list(teacher.values()), columns, [b[pairing] for b in columns]).compute()
+        grids[subject.name] = CKAGridRecord(rows=list(teacher), columns=list(features), reduce="mean", debiased=True,
+                                            values=values, control=control)
+    return CKAStage(teacher=context.teacher.name, grids=grids)
 
 
-def _unavailable(*maps: torch.Tensor | str) -> dict | None:
-    reasons = [m for m in maps if isinstance(m, str)]
-    return {"error": reasons[0]} if reasons else None
+def _reason(*maps: torch.Tensor | str) -> str | None:
+    """Why one of these models has no maps (the first reason), or None when all have them."""
+    return next((m for m in maps if isinstance(m, str)), None)
 
 
-def _cams(context: AuditContext) -> dict:
+def _cams(context: AuditContext) -> CamsStage:
     """Each model's maps against the teacher's, per explainer; Ojha's closer-share test on Grad-CAM."""
-    result: dict = {"methods": {}}
+    methods: dict[str, dict[str, MapAgreement | Unavailable]] = {}
     for method in context.plan.explainers:
         teacher = context.maps(context.teacher, method)
-        result["methods"][method] = {}
+        methods[method] = {}
         for subject in context.others:
             other = context.maps(subject, method)
-            result["methods"][method][subject.name] = _unavailable(teacher, other) or map_agreement(teacher, other)
-    if context.distilled is not None and context.independent is not None:
-        maps = [context.maps(s, "gradcam") for s in (context.teacher, context.distilled, context.independent)]
-        result["ojha"] = _unavailable(*maps) or {"distilled_closer": bootstrap_ci(closer_share(*maps))}
-        result["ojha"].update(student=context.distilled.name, control=context.independent.name)
-    return result
+            reason = _reason(teacher, other)
+            methods[method][subject.name] = (Unavailable(reason) if reason else MapAgreement.from_plain(
+                MapAgreementAccumulator().update(teacher, other).compute()))
+    return CamsStage(methods=methods, ojha=_ojha(context))
 
 
-def _explanations(context: AuditContext) -> dict:
+def _ojha(context: AuditContext) -> OjhaRecord | Unavailable:
+    """Ojha's test of the distilled student against its control, with a second independent student (where the
+    audit has one) in the distilled student's place as the test's own control."""
+    student, control, second = context.distilled, context.independent, context.second_independent
+    if student is None or control is None:
+        return Unavailable(NO_OJHA_PAIR)
+    maps = [context.maps(s, "gradcam") for s in (context.teacher, student, control)]
+    reason = _reason(*maps)
+    if reason:
+        return Unavailable(reason)
+    second_maps = context.maps(second, "gradcam") if second is not None else NO_SECOND_CONTROL
+    shares = OjhaAccumulator().update(*maps, None if isinstance(second_maps, str) else second_maps).compute()
+    return OjhaRecord(distilled_closer=shares["distilled_closer"], student=student.name, control=control.name,
+                      control_closer=(Unavailable(second_maps) if isinstance(second_maps, str)
+                                      else shares["control_closer"]),
+                      second_control=None if isinstance(second_maps, str) else second.name)
+
+
+def _explanations(context: AuditContext) -> ExplanationsStage | Unavailable:
     from kdscope.explainers.sanity import localisation_of
 
     if context.images.masks is None:
-        return {"skipped": "the data has no object masks"}
+        return Unavailable(NO_MASKS)
     masks = torch.from_numpy(context.images.masks)
-    result = {}
+    result: dict[str, dict[str, Localisation | Unavailable]] = {}
     for subject in context.subjects:
         result[subject.name] = {}
         for method in context.plan.explainers:
             maps = context.maps(subject, method)
-            result[subject.name][method] = _unavailable(maps) or localisation_of(maps, masks)
-    return result
+            result[subject.name][method] = (Unavailable(maps) if isinstance(maps, str)
+                                            else Localisation(**localisation_of(maps, masks)))
+    return ExplanationsStage(result)
 
 
-def _gallery(context: AuditContext) -> dict:
+def _gallery(context: AuditContext) -> GalleryStage:
     """The first few audit images with every model's map per explainer (raw values: the report picks one colour
     scale per image and method, shared by the models), each model's prediction, and the object mask."""
     count = min(context.plan.gallery_images, len(context.x))
-    pixels = context.images.pixels[:count].transpose(0, 2, 3, 1)
-    result = {"images": pixels.tolist(), "labels": context.y[:count].tolist(),
-              "class_names": list(context.images.class_names), "methods": {}, "predictions": {}}
-    for subject in context.subjects:
-        result["predictions"][subject.name] = context.forward(subject)["probabilities"][:count].argmax(1).tolist()
+    methods: dict[str, dict[str, list | Unavailable]] = {}
     for method in context.plan.explainers:
-        per_model = {}
+        methods[method] = {}
         for subject in context.subjects:
             maps = context.maps(subject, method)
-            per_model[subject.name] = _unavailable(maps) or _significant(maps[:count].float().numpy())
-        result["methods"][method] = per_model
-    return result
+            methods[method][subject.name] = (Unavailable(maps) if isinstance(maps, str)
+                                             else _significant(maps[:count].float().numpy()))
+    return GalleryStage(
+        images=context.images.pixels[:count].transpose(0, 2, 3, 1).tolist(), labels=context.y[:count].tolist(),
+        class_names=list(context.images.class_names), methods=methods,
+        predictions={s.name: context.forward(s)["probabilities"][:count].argmax(1).tolist()
+                     for s in context.subjects})
 
 
 def _significant(values: np.ndarray, digits: int = 4) -> list:
@@ -114,7 +148,7 @@ def _significant(values: np.ndarray, digits: int = 4) -> list:
                                       formatter={"float_kind": lambda v: f"{v:.{digits}g}"}))
 
 
-def _attacks(context: AuditContext) -> dict:
+def _attacks(context: AuditContext) -> AttacksStage:
     from kdscope.attacks import transfer_matrix
     from kdscope.attacks.transfer import robust_accuracy_curve
 
@@ -124,46 +158,43 @@ def _attacks(context: AuditContext) -> dict:
         name = params.pop("attack")
         matrix = transfer_matrix(context.subjects, context.x, context.y, attack=name, ci_seed=context.plan.seed,
                                  **params).to_dict()
-        for cell in matrix["cells"]:
-            del cell["masks"]
-        matrices.append(matrix)
-    result = {"matrices": matrices}
+        matrices.append(TransferMatrix.from_plain(matrix))
     first = next((dict(c) for c in context.plan.attacks if "eps" in c), None)
-    if first is not None and context.plan.robust_eps:
-        name = first.pop("attack")
-        first.pop("eps")
-        count = min(context.plan.robust_images, len(context.x))
-        eps_values = [0.0, *context.plan.robust_eps]
-        result["robust_curves"] = {
-            "attack": name, "params": first, "images": count,
-            "models": {s.name: robust_accuracy_curve(s, context.x[:count], context.y[:count], eps_values,
-                                                     attack=name, ci_seed=context.plan.seed, **first)
-                       for s in context.subjects}}
-    return result
+    if first is None or not context.plan.robust_eps:
+        return AttacksStage(matrices, Unavailable(NO_EPS_ATTACK if first is None else NO_ROBUST_EPS))
+    name = first.pop("attack")
+    first.pop("eps")
+    count = min(context.plan.robust_images, len(context.x))
+    eps_values = [0.0, *context.plan.robust_eps]
+    curves = {s.name: robust_accuracy_curve(s, context.x[:count], context.y[:count], eps_values, attack=name,
+                                            ci_seed=context.plan.seed, **first) for s in context.subjects}
+    return AttacksStage(matrices, RobustCurves.from_plain(
+        {"attack": name, "params": first, "images": count, "models": curves}))
 
 
-def _sanity(context: AuditContext) -> dict:
+def _sanity(context: AuditContext) -> SanityStage:
     from kdscope.explainers.sanity import cascading_randomization
 
-    result = {}
+    result: dict[str, dict[str, SanityCheck | Unavailable]] = {}
     for subject in context.subjects:
-        result[subject.name] = []
+        result[subject.name] = {}
         for method in context.plan.sanity_methods:
             try:
-                result[subject.name].append(cascading_randomization(
+                result[subject.name][method] = SanityCheck.from_plain(cascading_randomization(
                     subject, context.x[:32], context.y[:32], method=method, seed=context.plan.seed).to_dict())
             except (ValueError, TypeError, RuntimeError) as error:
-                result[subject.name].append({"method": method, "error": str(error)})
-    return result
+                result[subject.name][method] = Unavailable(str(error))
+    return SanityStage(result)
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One audit stage: its name in plans, results and the report, what it measures, and the function that runs it."""
+    """One audit stage: its name in plans, results and the report, what it measures, and the function that runs it
+    (returning the stage's record, `results.STAGE_RECORDS[name]`, or why it could not run)."""
 
     name: str
     description: str
-    run: Callable[[AuditContext], dict]
+    run: Callable[[AuditContext], StageRecord]
 
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (

@@ -155,9 +155,6 @@ def report_command(results_path: Path, out: Path, force: bool) -> None:
             f"{report_paths(out)[1]} already exists and holds something other than {results_path} (a checkpoint's "
             "metadata or another audit's results, perhaps): choose another --out, or pass --force to replace it"
         ) from error
-    except KeyError as error:
-        raise click.ClickException(f"{results_path} lacks the key {error} that the report needs: it was edited or "
-                                   "written by another kdscope; rerun the audit to write it again") from error
     click.echo(html.resolve())
 
 
@@ -175,11 +172,11 @@ def demo_command(out: Path, profile: str, fresh: bool, quiet: bool) -> None:
 
     outcome = run_demo(out, fresh=fresh, progress=not quiet, recipe=PROFILES[profile]())
     click.echo(f"\n{'model':<18}{'role':<22}{'accuracy [95% CI]':>26}  made by")
-    predictions = outcome.results.stages["predictions"]["models"]
+    predictions = outcome.results.stage("predictions")
     for model in outcome.results.models:
-        mean, low, high = predictions[model["name"]]["accuracy"]
-        click.echo(f"{model['name']:<18}{model['role']:<22}{f'{mean:.2%} [{low:.1%}, {high:.1%}]':>26}  "
-                   f"{model['method'] or 'trained'}")
+        mean, low, high = predictions.accuracy(model.name)
+        click.echo(f"{model.name:<18}{model.role:<22}{f'{mean:.2%} [{low:.1%}, {high:.1%}]':>26}  "
+                   f"{model.method or 'trained'}")
     click.echo("\nFindings:")
     for line in findings(outcome.results):
         click.echo(f"- {line}")

@@ -42,16 +42,85 @@ def gradcam_maps(subject: Subject, x: torch.Tensor, y: torch.Tensor, layer: str 
     return explain(subject, x, y, method="gradcam", layer=layer).maps_2d.detach()
 
 
+class MapAgreementAccumulator:
+    """Agreement of two models' (N, H, W) maps, batch by batch: per image cosine, Spearman and top-k% IoU (three
+    numbers kept per image); `compute` gives each mean with its 95% bootstrap interval over every image seen."""
+
+    def __init__(self, fraction: float = 0.2) -> None:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+        self.fraction = fraction
+        self.outcomes: dict[str, list[np.ndarray]] = {"cosine": [], "spearman": [], "top_iou": []}
+
+    def update(self, first: torch.Tensor, second: torch.Tensor) -> MapAgreementAccumulator:
+        if first.shape != second.shape:
+            raise ValueError(f"the two models' maps need the same shape, got {tuple(first.shape)} and "
+                             f"{tuple(second.shape)}")
+        for name, values in (("cosine", cosine(first, second)), ("spearman", spearman(first, second)),
+                             ("top_iou", top_k_iou(first, second, self.fraction))):
+            self.outcomes[name].append(values)
+        return self
+
+    def merge(self, other: MapAgreementAccumulator) -> MapAgreementAccumulator:
+        """Add the images another accumulator saw (after this one's): equal to one pass over both."""
+        if other.fraction != self.fraction:
+            raise ValueError(f"cannot merge top-{self.fraction:.0%} and top-{other.fraction:.0%} IoU")
+        for name, values in other.outcomes.items():
+            self.outcomes[name].extend(values)
+        return self
+
+    def compute(self) -> dict[str, tuple[float, float, float]]:
+        """{'cosine', 'spearman', 'top{K}_iou'} -> (mean, low, high)."""
+        return {"cosine": _interval(self.outcomes["cosine"]), "spearman": _interval(self.outcomes["spearman"]),
+                f"top{round(self.fraction * 100)}_iou": _interval(self.outcomes["top_iou"])}
+
+
+class OjhaAccumulator:
+    """Ojha et al.'s closer-share test, batch by batch, from Grad-CAM maps: per image, 1 when the teacher's map is
+    closer (cosine) to the distilled student's than to the independent student's (0.5 on a tie); given a second
+    independent student's maps (`control`), the same share with it in the distilled student's place, which should
+    be about 50%. `compute` gives each share with its 95% bootstrap interval."""
+
+    def __init__(self) -> None:
+        self.distilled: list[np.ndarray] = []
+        self.control: list[np.ndarray] | None = None
+
+    def update(self, teacher: torch.Tensor, distilled: torch.Tensor, independent: torch.Tensor,
+               control: torch.Tensor | None = None) -> OjhaAccumulator:
+        if self.distilled and (control is None) != (self.control is None):
+            raise ValueError("give the control's maps in every batch or in none")
+        self.distilled.append(closer_share(teacher, distilled, independent))
+        if control is not None:
+            self.control = [*(self.control or []), closer_share(teacher, control, independent)]
+        return self
+
+    def merge(self, other: OjhaAccumulator) -> OjhaAccumulator:
+        """Add the images another accumulator saw (after this one's): equal to one pass over both."""
+        if self.distilled and other.distilled and (self.control is None) != (other.control is None):
+            raise ValueError("cannot merge a test with its control and one without")
+        self.distilled.extend(other.distilled)
+        if other.control is not None:
+            self.control = [*(self.control or []), *other.control]
+        return self
+
+    def compute(self) -> dict[str, tuple[float, float, float]]:
+        """{'distilled_closer'} and, with a control, {'control_closer'} -> (share, low, high)."""
+        result = {"distilled_closer": _interval(self.distilled)}
+        if self.control is not None:
+            result["control_closer"] = _interval(self.control)
+        return result
+
+
+def _interval(batches: list[np.ndarray]) -> tuple[float, float, float]:
+    if not batches:
+        raise ValueError("no images were seen: call update first")
+    return bootstrap_ci(np.concatenate(batches))
+
+
 def cam_agreement(first: Subject, second: Subject, x: torch.Tensor, y: torch.Tensor, *,
                   fraction: float = 0.2) -> dict[str, tuple[float, float, float]]:
     """Mean cosine, Spearman and top-k% IoU between two models' Grad-CAM maps, with 95% bootstrap intervals."""
-    return map_agreement(gradcam_maps(first, x, y), gradcam_maps(second, x, y), fraction)
-
-
-def map_agreement(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.2) -> dict[str, tuple[float, float, float]]:
-    """`cam_agreement` from (N, H, W) maps already computed."""
-    return {"cosine": bootstrap_ci(cosine(a, b)), "spearman": bootstrap_ci(spearman(a, b)),
-            f"top{round(fraction * 100)}_iou": bootstrap_ci(top_k_iou(a, b, fraction))}
+    return MapAgreementAccumulator(fraction).update(gradcam_maps(first, x, y), gradcam_maps(second, x, y)).compute()
 
 
 def closer_share(reference: torch.Tensor, candidate: torch.Tensor, other: torch.Tensor) -> np.ndarray:
@@ -64,11 +133,6 @@ def ojha_statistic(teacher: Subject, distilled: Subject, independent: Subject, x
                    control: Subject | None = None) -> dict[str, tuple[float, float, float]]:
     """Share of images whose teacher map is closer to the distilled student's than to the independent student's,
     with its interval; with `control` (a second independent student), the same share for control vs independent."""
-    teacher_maps = gradcam_maps(teacher, x, y)
-    independent_maps = gradcam_maps(independent, x, y)
-    result = {"distilled_closer": bootstrap_ci(closer_share(teacher_maps, gradcam_maps(distilled, x, y),
-                                                            independent_maps))}
-    if control is not None:
-        result["control_closer"] = bootstrap_ci(closer_share(teacher_maps, gradcam_maps(control, x, y),
-                                                             independent_maps))
-    return result
+    control_maps = None if control is None else gradcam_maps(control, x, y)
+    return OjhaAccumulator().update(gradcam_maps(teacher, x, y), gradcam_maps(distilled, x, y),
+                                    gradcam_maps(independent, x, y), control_maps).compute()

@@ -15,6 +15,7 @@ over space first (`as_rows`), and the choice is recorded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -215,10 +216,50 @@ def _unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E
 MAX_FEATURE_DIMENSION = 8192
 
 
+def shuffled_pairing(n: int, seed: int) -> torch.Tensor:
+    """The CKA control's pairing: image i's first-model features meet image perm[i]'s second-model features, perm
+    one seeded permutation of all n images. (A permutation inside each batch would only shuffle within a batch.)"""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
+class CKAGridAccumulator:
+    """Layer x layer streaming CKA between two models, and its shuffled-pairing control. `update` per batch with
+    each layer's rows of the first model, the second model's rows of the same images, and the second model's rows
+    of the images `shuffled_pairing` pairs them with; `merge` across workers; `compute` -> (values, control)."""
+
+    def __init__(self, first_layers: int, second_layers: int, *, debiased: bool = True) -> None:
+        self.values = [[CKAAccumulator(debiased=debiased) for _ in range(second_layers)] for _ in range(first_layers)]
+        self.control = [[CKAAccumulator(debiased=debiased) for _ in range(second_layers)] for _ in range(first_layers)]
+
+    def update(self, first: Sequence[torch.Tensor], second: Sequence[torch.Tensor],
+               second_paired: Sequence[torch.Tensor]) -> CKAGridAccumulator:
+        shape = (len(self.values), len(self.values[0]) if self.values else 0)
+        if (len(first), len(second), len(second_paired)) != (shape[0], shape[1], shape[1]):
+            raise ValueError(f"expected {shape[0]} first-model layers and {shape[1]} second-model layers (twice), got "
+                             f"{len(first)}, {len(second)} and {len(second_paired)}")
+        for i, a in enumerate(first):
+            for j, (b, paired) in enumerate(zip(second, second_paired)):
+                self.values[i][j].update(a, b)
+                self.control[i][j].update(a, paired)
+        return self
+
+    def merge(self, other: CKAGridAccumulator) -> CKAGridAccumulator:
+        """Combine with an accumulator that saw other images of the same layers: equal to one pass over both."""
+        for mine, theirs in ((self.values, other.values), (self.control, other.control)):
+            for row, other_row in zip(mine, theirs, strict=True):
+                for cell, other_cell in zip(row, other_row, strict=True):
+                    cell.merge(other_cell)
+        return self
+
+    def compute(self) -> tuple[list[list[float]], list[list[float]]]:
+        return ([[cell.value() for cell in row] for row in self.values],
+                [[cell.value() for cell in row] for row in self.control])
+
+
 @dataclass
 class CKAGrid:
-    """Layer x layer CKA between two Subjects, and the shuffled-pairing control (images paired at random, which
-    should give about 0 with the debiased estimator)."""
+    """Layer x layer CKA between two Subjects, and the shuffled-pairing control (images paired by one seeded
+    permutation of all of them, which should give about 0 with the debiased estimator)."""
 
     rows: list[str]
     columns: list[str]
@@ -236,15 +277,18 @@ class CKAGrid:
 def cka_grid(first: Subject, second: Subject, data: ImageSet, first_layers: list[str], second_layers: list[str], *,
              reduce: str = "mean", debiased: bool = True, batch_size: int = 256, seed: int = 0) -> CKAGrid:
     """Tap every chosen layer of both Subjects in one pass over `data`; conv maps are averaged over space
-    (`reduce='mean'`) or flattened. The control pairs each image's first-model features with another image's
-    second-model features (a seeded permutation within each batch)."""
+    (`reduce='mean'`) or flattened. The control pairs each image's first-model features with the second-model
+    features of the image `shuffled_pairing(len(data), seed)` assigns it (the audit's control), which costs the
+    second model one more forward pass, batch by batch, so that memory still does not grow with N."""
     for subject, layers in ((first, first_layers), (second, second_layers)):
         for layer in layers:
             subject.layer(layer)
-    grid = [[CKAAccumulator(debiased=debiased) for _ in second_layers] for _ in first_layers]
-    control = [[CKAAccumulator(debiased=debiased) for _ in second_layers] for _ in first_layers]
-    generator = torch.Generator().manual_seed(seed)
+    grid = CKAGridAccumulator(len(first_layers), len(second_layers), debiased=debiased)
+    pairing = shuffled_pairing(len(data), seed).numpy()
+    start = 0
     for x, _ in data.batches(batch_size):
+        partners = data.images(pairing[start:start + len(x)])
+        start += len(x)
         with first.capture(first_layers) as taps_a, second.capture(second_layers) as taps_b:
             first.logits(x)
             second.logits(x)
@@ -254,10 +298,9 @@ def cka_grid(first: Subject, second: Subject, data: ImageSet, first_layers: list
             if rows.shape[1] > MAX_FEATURE_DIMENSION:
                 raise ValueError(f"{rows.shape[1]} features per image: feature-space CKA would hold a "
                                  f"{rows.shape[1]}^2 matrix; use reduce='mean' or gram_cka on a subset")
-        permutation = torch.randperm(len(x), generator=generator)
-        for i, a in enumerate(rows_a):
-            for j, b in enumerate(rows_b):
-                grid[i][j].update(a, b)
-                control[i][j].update(a, b[permutation])
-    return CKAGrid(list(first_layers), list(second_layers), [[c.value() for c in row] for row in grid],
-                   [[c.value() for c in row] for row in control], reduce, debiased, len(data))
+        with second.capture(second_layers) as taps_paired:
+            second.logits(partners)
+        rows_paired = [as_rows(taps_paired[name], reduce).cpu() for name in second_layers]
+        grid.update(rows_a, rows_b, rows_paired)
+    values, control = grid.compute()
+    return CKAGrid(list(first_layers), list(second_layers), values, control, reduce, debiased, len(data))

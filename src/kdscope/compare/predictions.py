@@ -27,20 +27,33 @@ def agreement(first: torch.Tensor, second: torch.Tensor) -> dict[str, tuple[floa
     return {name: bootstrap_ci(values.numpy()) for name, values in (("top1_agreement", same), ("kl", kl), ("js", js))}
 
 
+def correct(probs: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Per image: 1.0 where the top-1 class is the label."""
+    return (probs.argmax(1) == labels).double().numpy()
+
+
+def accuracy_with_interval(probs: torch.Tensor, labels: torch.Tensor, *, seed: int = 0) -> tuple[float, float, float]:
+    """Top-1 accuracy with its 95% bootstrap interval over images."""
+    return bootstrap_ci(correct(probs, labels), seed=seed)
+
+
 def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> dict[int, float]:
-    correct = (probs.argmax(1) == labels).double()
-    return {int(c): float(correct[labels == c].mean()) for c in labels.unique()}
+    hits = torch.from_numpy(correct(probs, labels))
+    return {int(c): float(hits[labels == c].mean()) for c in labels.unique()}
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
     """sum_b |B_b| / N * |accuracy(B_b) - confidence(B_b)| over equal-width confidence bins (Guo et al. 2017)."""
-    return float(_ece(np.column_stack([probs.max(1).values.double().numpy(),
-                                       (probs.argmax(1) == labels).double().numpy()]), bins))
+    return float(_ece(_calibration_rows(probs, labels), bins))
 
 
 def ece_with_interval(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> tuple[float, float, float]:
-    rows = np.column_stack([probs.max(1).values.double().numpy(), (probs.argmax(1) == labels).double().numpy()])
-    return bootstrap_ci(rows, lambda sample: _ece(sample, bins))
+    return bootstrap_ci(_calibration_rows(probs, labels), lambda sample: _ece(sample, bins))
+
+
+def _calibration_rows(probs: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """(N, 2): each image's confidence (top-1 probability) and whether the top-1 class is right."""
+    return np.column_stack([probs.max(1).values.double().numpy(), correct(probs, labels)])
 
 
 def _ece(rows: np.ndarray, bins: int) -> float:

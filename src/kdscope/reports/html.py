@@ -60,7 +60,7 @@ def render_html(results: Results) -> str:
         sections=[{"id": i, "title": t, "blocks": b} for i, t, b in page], figures_json=_script_json(figures),
         plotly_js=plotly_js, draw_js=draw_js, content_security_policy=content_security_policy([plotly_js, draw_js]),
         plotly_version=plotly.__version__, kdscope_version=__version__,
-        models=[m["name"] for m in results.models], data=results.data, meta=results.meta)
+        models=[m.name for m in results.models], data=results.data, meta=results.meta)
 
 
 def content_security_policy(scripts: list[str]) -> str:

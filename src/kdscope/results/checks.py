@@ -13,103 +13,72 @@ import operator
 import re
 from collections.abc import Callable, Iterable
 
-from kdscope.results.schema import Results
+from kdscope.results.models import ModelRecord, profile_ratio
+from kdscope.results.predictions import PredictionsStage
+from kdscope.results.schema import Results, StageRecord
+from kdscope.results.values import measured
+from kdscope.results.verdicts import CheckRecord, CheckValue
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
-GROUPS: dict[str, Callable[[dict], bool]] = {
-    "int8": lambda m: m["role"] == "quantized" or str(m.get("method") or "").startswith("quantize"),
-    "pruned": lambda m: m["role"] == "pruned",
-    "student": lambda m: m["role"] == "student",
-    "independent": lambda m: m["role"] == "independent_student",
-    "teacher": lambda m: m["role"] == "teacher",
+GROUPS: dict[str, Callable[[ModelRecord], bool]] = {
+    "int8": lambda m: m.role == "quantized" or str(m.method or "").startswith("quantize"),
+    "pruned": lambda m: m.role == "pruned",
+    "student": lambda m: m.role == "student",
+    "independent": lambda m: m.role == "independent_student",
+    "teacher": lambda m: m.role == "teacher",
 }
 _CHECK = re.compile(r"^\s*(?P<subject>[\w.\-]+?)\s*(?P<op>>=|<=|==|>|<)\s*(?P<value>[-+]?[\d.]+(?:e[-+]?\d+)?%?)\s*$",
                     re.IGNORECASE)
 
 
-def _estimate(value: object) -> float | None:
-    return value[0] if isinstance(value, list) else value
+def _predictions(results: Results) -> PredictionsStage:
+    return measured(results.stage("predictions"))
 
 
-def _stage(results: Results, stage: str) -> dict:
-    if stage not in results.stages:
-        raise LookupError(f"the audit did not run the '{stage}' stage")
-    return results.stages[stage]
-
-
-def _teacher(results: Results) -> dict:
-    return next((m for m in results.models if m["role"] == "teacher"), results.models[0])
-
-
-def _accuracy(results: Results, model: str) -> float:
-    return _estimate(_stage(results, "predictions")["models"][model]["accuracy"])
-
-
-def _versus(results: Results, model: str, key: str) -> float:
-    return _estimate(_stage(results, "predictions")["versus_teacher"][model][key])
+def _stage(results: Results, name: str) -> StageRecord:
+    """The stage's record, or a LookupError with the reason it has none."""
+    return measured(results.stage(name))
 
 
 def _maps(results: Results, model: str, method: str) -> float:
-    methods = _stage(results, "cams")["methods"]
-    if method not in methods:
-        raise LookupError(f"the plan's explainers did not include {method}")
-    entry = methods[method][model]
-    if "error" in entry:
-        raise LookupError(entry["error"])
-    return _estimate(entry["cosine"])
+    return measured(_stage(results, "cams").agreement(model, method)).cosine[0]
 
 
 def _cka(results: Results, model: str) -> float:
-    grids = _stage(results, "cka")["grids"]
-    if model not in grids:
-        raise LookupError(f"no CKA grid for {model} (an int8 model has no float layers to tap)")
-    return grids[model]["values"][-1][-1]
+    return measured(_stage(results, "cka").grid(model)).last_layers()
 
 
 def _transfer(results: Results, model: str) -> float:
-    matrix = _stage(results, "attacks")["matrices"][0]
-    teacher = _teacher(results)["name"]
-    cell = next((c for c in matrix["cells"] if c["source"] == teacher and c["target"] == model), None)
-    if cell is None:
-        raise LookupError(f"no transfer cell from {teacher} to {model}")
-    return _estimate(cell["conditional"])
+    matrices = _stage(results, "attacks").matrices
+    if not matrices:
+        raise LookupError("the plan had no attack")
+    return measured(matrices[0].cell(results.teacher.name, model)).conditional[0]
 
 
 def _robust(results: Results, model: str) -> float:
-    curves = _stage(results, "attacks").get("robust_curves")
-    if not curves:
-        raise LookupError("the audit drew no robust-accuracy curve (no attack with an eps, or robust_eps empty)")
-    eps = next((c["eps"] for c in results.plan["attacks"] if "eps" in c), None)
-    points = curves["models"][model]
-    point = min(points, key=lambda p: abs(p["eps"] - eps))
-    return _estimate(point["accuracy"])
+    curves = measured(_stage(results, "attacks").robust_curves)
+    eps = next(c["eps"] for c in results.plan["attacks"] if "eps" in c)
+    return curves.nearest(model, eps).accuracy
 
 
 def _pointing(results: Results, model: str) -> float:
-    entry = _stage(results, "explanations")
-    if "skipped" in entry:
-        raise LookupError(entry["skipped"])
-    found = entry[model].get("gradcam", {})
-    if "pointing_game" not in found:
-        raise LookupError(found.get("error", "the plan's explainers did not include gradcam"))
-    return _estimate(found["pointing_game"])
+    return measured(_stage(results, "explanations").localisation(model, "gradcam")).pointing_game[0]
 
 
 def _sanity(results: Results, model: str) -> float:
-    checks = [c for c in _stage(results, "sanity")[model] if "verdict" in c]
-    if not checks:
-        raise LookupError("no sanity check could run on this model")
-    return sum(c["verdict"] == "pass" for c in checks) / len(checks)
+    return _stage(results, "sanity").pass_share(model)
 
 
 def _ratio(results: Results, model: str, key: str) -> float:
-    profiles = {m["name"]: m["profile"] for m in results.models}
-    return profiles[model][key] / profiles[_teacher(results)["name"]][key]
+    ratio = profile_ratio(results.model(model), results.teacher, key)
+    if ratio is None:
+        raise LookupError(f"{model} or the teacher has no {key}")
+    return ratio
 
 
 def _profile(results: Results, model: str, key: str) -> float:
-    value = next(m for m in results.models if m["name"] == model)["profile"].get(key)
+    value = getattr(results.model(model).profile, key)
     if value is None:
         raise LookupError(f"{model} has no {key}")
     return value
@@ -117,11 +86,11 @@ def _profile(results: Results, model: str, key: str) -> float:
 
 METRICS: dict[str, tuple[bool, Callable[[Results, str], float]]] = {
     # name: (applies to the teacher too, getter)
-    "accuracy": (True, _accuracy),
-    "accuracy_drop": (False, lambda r, m: _accuracy(r, _teacher(r)["name"]) - _accuracy(r, m)),
-    "top1_agreement": (False, lambda r, m: _versus(r, m, "top1_agreement")),
-    "kl": (False, lambda r, m: _versus(r, m, "kl")),
-    "ece": (True, lambda r, m: _estimate(_stage(r, "predictions")["models"][m]["ece"])),
+    "accuracy": (True, lambda r, m: _predictions(r).accuracy(m)[0]),
+    "accuracy_drop": (False, lambda r, m: _predictions(r).accuracy(r.teacher.name)[0] - _predictions(r).accuracy(m)[0]),
+    "top1_agreement": (False, lambda r, m: _predictions(r).versus(m).top1_agreement[0]),
+    "kl": (False, lambda r, m: _predictions(r).versus(m).kl[0]),
+    "ece": (True, lambda r, m: _predictions(r).models[m].ece[0]),
     "cam_agreement": (False, lambda r, m: _maps(r, m, "gradcam")),
     "gradient_agreement": (False, lambda r, m: _maps(r, m, "gradient")),
     "cka": (False, _cka),
@@ -159,7 +128,7 @@ def parse_check(text: str) -> tuple[str | None, str, str, float]:
     return selector, metric, op, threshold
 
 
-def evaluate_checks(results: Results, checks: Iterable[str]) -> list[dict]:
+def evaluate_checks(results: Results, checks: Iterable[str]) -> list[CheckRecord]:
     """One record per check: which models it covered, each model's value, and whether all passed."""
     records = []
     for text in checks:
@@ -168,31 +137,29 @@ def evaluate_checks(results: Results, checks: Iterable[str]) -> list[dict]:
         if selector in GROUPS:
             models = [m for m in results.models if GROUPS[selector](m)]
         elif selector is not None:
-            models = [m for m in results.models if m["name"] == selector]
+            models = [m for m in results.models if m.name == selector]
         else:
-            models = [m for m in results.models if with_teacher or m is not _teacher(results)]
+            models = [m for m in results.models if with_teacher or m is not results.teacher]
         rows = []
         for model in models:
             try:
-                value = float(getter(results, model["name"]))
-                rows.append({"model": model["name"], "value": value, "passed": OPERATORS[op](value, threshold)})
+                value = float(getter(results, model.name))
+                rows.append(CheckValue(model.name, value, OPERATORS[op](value, threshold)))
             except (LookupError, TypeError, ZeroDivisionError) as error:
-                rows.append({"model": model["name"], "value": None, "passed": False,
-                             "note": f"not measured: {str(error).strip(chr(39))}"})
+                rows.append(CheckValue(model.name, None, False, f"not measured: {str(error).strip(chr(39))}"))
         note = None if models else f"no model matches {selector!r}"
-        records.append({"check": text.strip(), "metric": metric, "operator": op, "threshold": threshold,
-                        "models": rows, "passed": bool(rows) and all(r["passed"] for r in rows), "note": note})
+        records.append(CheckRecord(text.strip(), metric, op, threshold, rows,
+                                   bool(rows) and all(r.passed for r in rows), note))
     return records
 
 
-def failures(records: list[dict]) -> list[str]:
+def failures(records: list[CheckRecord]) -> list[str]:
     """One line per failed check and model, for the terminal."""
     lines = []
     for record in records:
-        if record["note"]:
-            lines.append(f"FAIL {record['check']}: {record['note']}")
-        for row in record["models"]:
-            if not row["passed"]:
-                shown = row.get("note") or f"{row['value']:.4g}"
-                lines.append(f"FAIL {record['check']}: {row['model']} = {shown}")
+        if record.note:
+            lines.append(f"FAIL {record.check}: {record.note}")
+        for row in record.models:
+            if not row.passed:
+                lines.append(f"FAIL {record.check}: {row.model} = {row.note or format(row.value, '.4g')}")
     return lines
