@@ -72,12 +72,6 @@ class Results:
         """The independent student, the distilled student's control: the first with role 'independent_student'."""
         return next((m for m in self.models if m.role == "independent_student"), None)
 
-    @property
-    def compared(self) -> list[ModelRecord]:
-        """Every model but the teacher."""
-        teacher = self.teacher
-        return [m for m in self.models if m is not teacher]
-
     def model(self, name: str) -> ModelRecord:
         found = next((m for m in self.models if m.name == name), None)
         if found is None:
@@ -107,7 +101,11 @@ class Results:
             raise ValueError(f"expected a JSON object of results, got a JSON {type(raw).__name__}")
         version = raw.get("schema_version")
         if version in UPGRADES:
-            raw = UPGRADES[version](raw)
+            try:
+                raw = UPGRADES[version](raw)
+            except (AttributeError, TypeError, KeyError) as error:
+                raise ValueError(f"these version-{version} results are not in the shape kdscope wrote ({error!r}); "
+                                 "rerun the audit to write them again") from error
         elif version != SCHEMA_VERSION:
             readable = ", ".join(str(v) for v in (*UPGRADES, SCHEMA_VERSION))
             raise ValueError(f"results schema version {version} is not one this kdscope reads ({readable}); rerun "

@@ -38,7 +38,8 @@ def _entry(entry: object) -> object:
 
 def _stage(stage: dict) -> dict:
     """A stage that did not run, {"skipped": reason}, -> {"unavailable": reason}."""
-    return {"unavailable": stage["skipped"]} if set(stage) == {"skipped"} else stage
+    skipped = stage.get("skipped")
+    return {"unavailable": skipped} if set(stage) == {"skipped"} and isinstance(skipped, str) else stage
 
 
 def _cka(stage: dict, raw: dict) -> dict:

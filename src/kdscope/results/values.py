@@ -82,17 +82,6 @@ def sequence(plain: object, decode: Callable[[object], T]) -> list[T]:
     return [decode(value) for value in plain]
 
 
-def to_plain(value: object) -> object:
-    """JSON-ready data of a record, an Unavailable, an interval, or dicts and lists of them."""
-    if hasattr(value, "to_plain"):
-        return value.to_plain()
-    if isinstance(value, dict):
-        return {key: to_plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(item) for item in value]
-    return value
-
-
 def measured(value: T | Unavailable) -> T:
     """The value, or a LookupError with the reason it was not measured (what a failed check reports)."""
     if isinstance(value, Unavailable):
