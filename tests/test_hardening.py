@@ -69,7 +69,7 @@ def test_a_folder_scores_the_same_as_the_arrays_it_came_from(folder):
     assert teacher.evaluate(from_folder)["accuracy"] == 1.0
     student = brightness_subject("student", "student")
     results = audit([teacher, student], from_folder, PREDICTIONS, progress=False)
-    assert results.stages["predictions"]["models"]["teacher"]["accuracy"][0] == 1.0
+    assert results.stages["predictions"].models["teacher"].accuracy[0] == 1.0
     assert "matched by name" in results.data["class_order"]
 
 
@@ -143,12 +143,12 @@ def test_the_cache_is_keyed_by_normalisation_and_labels(tmp_path):
     shifted = brightness_subject(mean=[0.2, 0.2, 0.2])
     student = brightness_subject("student", "student")
     first = audit([shifted, student], data, PREDICTIONS, cache=tmp_path, progress=False)
-    assert first.stages["predictions"]["models"]["teacher"]["accuracy"][0] < 1.0
+    assert first.stages["predictions"].models["teacher"].accuracy[0] < 1.0
     fixed = audit([brightness_subject(), student], data, PREDICTIONS, cache=tmp_path, progress=False)
-    assert fixed.stages["predictions"]["models"]["teacher"]["accuracy"][0] == 1.0
+    assert fixed.stages["predictions"].models["teacher"].accuracy[0] == 1.0
     relabelled = ImageSet(pixels=data.pixels, labels=(data.labels + 1) % 4, class_names=data.class_names)
     moved = audit([brightness_subject(), student], relabelled, PREDICTIONS, cache=tmp_path, progress=False)
-    assert moved.stages["predictions"]["models"]["teacher"]["accuracy"][0] == 0.0
+    assert moved.stages["predictions"].models["teacher"].accuracy[0] == 0.0
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "forge"])
@@ -167,7 +167,7 @@ def test_a_damaged_cache_entry_is_recomputed_with_a_warning(tmp_path, damage):
         entry.write_text(json.dumps(stored))
     with pytest.warns(StaleCacheWarning, match="recomputing"):
         again = audit(subjects, brightness_images(), PREDICTIONS, cache=tmp_path, progress=False)
-    assert again.stages["predictions"]["models"]["teacher"]["accuracy"][0] == 1.0
+    assert again.stages["predictions"].models["teacher"].accuracy[0] == 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("error", StaleCacheWarning)
         audit(subjects, brightness_images(), PREDICTIONS, cache=tmp_path, progress=False)
@@ -177,7 +177,7 @@ def test_a_class_sorted_folder_is_sampled_across_every_class(folder):
     data = load_dataset(str(folder))
     results = audit([brightness_subject(), brightness_subject("student", "student")], data,
                     Plan(images=8, stages=("predictions",)), progress=False)
-    assert len(results.stages["predictions"]["models"]["teacher"]["per_class_accuracy"]) == 4
+    assert len(results.stages["predictions"].models["teacher"].per_class_accuracy) == 4
     assert "stratified by class" in results.data["sample"] and results.data["images_audited"] == 8
     assert sorted(np.bincount(load_dataset(str(folder), n=8).labels).tolist()) == [2, 2, 2, 2]
 
