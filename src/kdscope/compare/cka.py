@@ -25,13 +25,16 @@ from kdscope.data.imageset import ImageSet
 
 
 def as_rows(features: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
-    """(N, ...) activations -> (N, D) float64 rows: 'mean' averages conv maps over space, 'flatten' keeps every
+    """(N, ...) activations -> (N, D) float64 rows: 'mean' averages over positions (a conv map's pixels, a ViT
+    block's tokens, class token included), so a ViT and a CNN compare feature for feature; 'flatten' keeps every
     position."""
     if reduce not in ("mean", "flatten"):
         raise ValueError(f"reduce must be 'mean' or 'flatten', got {reduce!r}")
     features = features.detach().to(torch.float64)
-    if features.ndim == 4 and reduce == "mean":
+    if reduce == "mean" and features.ndim == 4:
         features = features.mean((2, 3))
+    elif reduce == "mean" and features.ndim == 3:
+        features = features.mean(1)
     return features.flatten(1)
 
 

@@ -262,8 +262,10 @@ def cka(results: Results) -> list[dict]:
         blocks.append(_figure(figures.heatmap(
             f"Linear CKA ({'debiased' if grid.debiased else 'biased'}): {results.teacher.name} vs {name}",
             grid.values, grid.rows, grid.columns, name, results.teacher.name)))
-        blocks.append(_text(f"Control for {name}: the same grid with the image pairing shuffled reaches at most "
-                            f"|CKA| = {grid.control_bound():.3f}."))
+        features = ("each layer's output averaged over its positions (a feature map's pixels, a ViT block's tokens)"
+                    if grid.reduce == "mean" else "each layer's output flattened, every position kept")
+        blocks.append(_text(f"Features: {features}. Control for {name}: the same grid with the image pairing "
+                            f"shuffled reaches at most |CKA| = {grid.control_bound():.3f}."))
     return blocks or [_text("No CKA grid: no model besides the teacher.")]
 
 
