@@ -17,7 +17,7 @@ import numpy as np
 from common import demo_setting
 from kdscope import Subject, zoo
 from kdscope.attacks import transfer_matrix
-from kdscope.compare.cams import closer_share, gradcam_maps
+from kdscope.compare.cams import OjhaAccumulator, gradcam_maps
 from kdscope.compare.probes import consensus, invariance, shape_decisions, shortcut_reliance
 from kdscope.compress import distill
 from kdscope.core.checkpoint import library_versions
@@ -85,11 +85,10 @@ def main() -> None:
     for index, arm in enumerate(arms):
         other = arms[(index + 1) % len(arms)]
         row = {"seed": arm["seed"]}
-        independent_maps = gradcam_maps(arm["independent"], x, y)
-        row["cam_closer_kd"] = bootstrap_ci(closer_share(teacher_maps, gradcam_maps(arm["kd"], x, y),
-                                                         independent_maps))
-        row["cam_closer_control"] = bootstrap_ci(closer_share(teacher_maps, gradcam_maps(other["independent"], x, y),
-                                                              independent_maps))
+        ojha = OjhaAccumulator().update(teacher_maps, gradcam_maps(arm["kd"], x, y),
+                                        gradcam_maps(arm["independent"], x, y),
+                                        gradcam_maps(other["independent"], x, y)).compute()
+        row["cam_closer_kd"], row["cam_closer_control"] = ojha["distilled_closer"], ojha["control_closer"]
         arm["kd"].name, arm["independent"].name = "kd", "independent"
         matrix = transfer_matrix([teacher, arm["kd"], arm["independent"], unrelated], x, y, attack="pgd",
                                  eps=4 / 255, steps=10, seed=arm["seed"])
