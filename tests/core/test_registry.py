@@ -12,6 +12,7 @@ from kdscope.attacks import ATTACKS
 from kdscope.audit import Plan
 from kdscope.cli.main import main
 from kdscope.explainers import METHODS, ActivationRuleError, explain
+from kdscope.explainers.rollout import NoAttentionError
 
 
 class FunctionalRelu(nn.Module):
@@ -34,14 +35,19 @@ def test_methods_needing_relu_modules_refuse_functional_relus_and_the_others_run
     if METHODS[method].can("needs_relu_modules"):
         with pytest.raises(ActivationRuleError, match="calls ReLU as a function"):
             explain(subject, x, y, method=method, **params)
+    elif METHODS[method].can("needs_attention"):
+        with pytest.raises(NoAttentionError, match="no softmax attention"):
+            explain(subject, x, y, method=method, **params)
     else:
         assert explain(subject, x, y, method=method, **params).maps.shape[0] == 2
 
 
 def test_gradient_free_methods_are_exactly_the_ones_that_run_int8_kernels():
+    """Attention rollout reads attention weights: neither gradients nor an int8 model's kernels."""
     for registry in (METHODS, ATTACKS):
         for entry in registry.values():
-            assert entry.can("needs_gradients") != entry.can("runs_int8_kernels"), entry.name
+            if not entry.can("needs_attention"):
+                assert entry.can("needs_gradients") != entry.can("runs_int8_kernels"), entry.name
 
 
 def test_cli_choices_come_from_the_registries():

@@ -11,6 +11,7 @@ from kdscope.explainers.base import Explanation
 from kdscope.explainers.gradcam import gradcam, guided_gradcam
 from kdscope.explainers.gradients import deconvnet, guided_backprop, saliency
 from kdscope.explainers.occlusion import occlusion
+from kdscope.explainers.rollout import attention_rollout
 from kdscope.explainers.shap import gradient_shap, superpixel_shap
 
 _GRADIENTS = frozenset({"needs_gradients"})
@@ -31,6 +32,8 @@ METHODS: dict[str, Entry[Explanation]] = {entry.name: entry for entry in (
     Entry("gradient_shap", gradient_shap, "expected gradients from noisy baselines (Lundberg & Lee 2017)",
           _GRADIENTS),
     Entry("superpixel_shap", superpixel_shap, "Shapley value sampling over superpixels", _FORWARD),
+    Entry("attention_rollout", attention_rollout, "attention flow into the class token (Abnar & Zuidema 2020), "
+          "class-agnostic", frozenset({"needs_attention"})),
 )}
 
 
