@@ -26,3 +26,10 @@ def test_public_names_load_from_the_package() -> None:
 
     for name in kdscope.__all__:
         assert getattr(kdscope, name) is not None, name
+
+
+def test_train_stays_the_function_once_its_module_is_imported() -> None:
+    import kdscope.train
+    from kdscope import train
+
+    assert callable(train) and train is kdscope.train and train.__module__ == "kdscope.train"
