@@ -11,7 +11,15 @@ from pathlib import Path
 
 import click
 
-from kdscope.cli.common import ModelSource, floats, image_size_option, load_data, named_reference, weights_by_model
+from kdscope.cli.common import (
+    OUTPUT_OPTION,
+    ModelSource,
+    floats,
+    image_size_option,
+    load_data,
+    named_reference,
+    weights_by_model,
+)
 from kdscope.core.inputs import ModelInputError
 from kdscope.data.classes import ClassMismatchError
 
@@ -77,6 +85,7 @@ def load_models(references: list[tuple[str, str | None]], weight_files: tuple[st
 @click.option("--mean", default=None, help="Per-channel mean for models that record none, comma-separated.")
 @click.option("--std", default=None, help="Per-channel std for models that record none, comma-separated.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling (runs code from the file).")
+@OUTPUT_OPTION
 @click.option("--fresh", is_flag=True, help="Ignore the stage cache of an earlier run in OUT.")
 @click.option("--quiet", is_flag=True, help="No progress.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/audit"),
@@ -85,8 +94,8 @@ def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, 
                   weight_files: tuple[str, ...], random_weights: bool, data_spec: str, split: str,
                   image_size: int | None,
                   class_names: str | None, plan_path: Path | None, images: int | None, check_texts: tuple[str, ...],
-                  mean: str | None, std: str | None, trust_checkpoint: bool, fresh: bool, quiet: bool,
-                  out: Path) -> None:
+                  mean: str | None, std: str | None, trust_checkpoint: bool, output: str | None, fresh: bool,
+                  quiet: bool, out: Path) -> None:
     """Audit the teacher against every other model; write OUT/index.html and OUT/results.json. Exits with 1 when
     a --checks gate fails, listing the failures."""
     from kdscope.audit import Plan, audit
@@ -107,7 +116,7 @@ def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, 
                   *((r, "independent_student") for r in controls), *((r, None) for r in others)]
     if len(references) == 1:
         raise click.UsageError("give at least one model to compare with the teacher (--student, --control, --model)")
-    source = ModelSource(None, random_weights, floats(mean), floats(std), None, trust_checkpoint)
+    source = ModelSource(None, random_weights, floats(mean), floats(std), None, trust_checkpoint, output)
     subjects = load_models(references, weight_files, source)
     names = tuple(n.strip() for n in class_names.split(",")) if class_names else None
     rendered = plan.images if data_spec.partition(":")[0] == "probeworld" else None
