@@ -3,9 +3,7 @@ and each capability holds for the method that claims it."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 from click.testing import CliRunner
-from torch import nn
 
 from kdscope import Subject
 from kdscope.attacks import ATTACKS
@@ -13,18 +11,7 @@ from kdscope.audit import Plan
 from kdscope.cli.main import main
 from kdscope.explainers import METHODS, ActivationRuleError, explain
 from kdscope.explainers.rollout import NoAttentionError
-
-
-class FunctionalRelu(nn.Module):
-    """A CNN whose ReLU is a function call: modules cannot reach it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(F.relu(self.conv(x)).mean((2, 3)))
+from tests.explainers.test_explainers import FunctionalRelu
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

@@ -160,7 +160,9 @@ def test_no_method_leaves_a_trace_on_any_module(method):
     assert_modules_unchanged(model, before)
 
 
-class _FunctionalRelu(nn.Module):
+class FunctionalRelu(nn.Module):
+    """A CNN whose ReLU is a function call: modules cannot reach it."""
+
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
@@ -171,7 +173,7 @@ class _FunctionalRelu(nn.Module):
 
 
 def test_functional_relu_is_an_error_not_a_plain_gradient():
-    subject = Subject(_FunctionalRelu(), name="functional")
+    subject = Subject(FunctionalRelu(), name="functional")
     x, target = torch.rand(2, 3, 8, 8), torch.tensor([0, 1])
     for method in ("guided_backprop", "deconvnet", "guided_gradcam"):
         with pytest.raises(ActivationRuleError, match="nn.ReLU modules"):
