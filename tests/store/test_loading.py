@@ -2,6 +2,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 import zipfile
 
 import pytest
@@ -222,3 +223,55 @@ def test_a_truncated_checkpoint_is_called_corrupt_even_when_trusted(tmp_path, su
     (tmp_path / "whole.pt").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(CorruptCheckpointError, match="truncated"):
         load_subject(tmp_path / "whole.pt", trust=True)
+
+
+_SCORES_MODULE = """
+import pathlib
+from torch import nn
+
+pathlib.Path({marker!r}).touch()
+
+
+class Scores(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 16 * 16, 4)
+
+    def forward(self, x):
+        return {{"scores": self.fc(x.flatten(1))}}
+
+
+def build():
+    return Scores()
+"""
+
+
+def test_a_checkpoint_naming_its_factory_runs_it_only_when_trusted(tmp_path, monkeypatch):
+    """The factory and the output key are recorded; rebuilding imports code the file names, so it needs trust (or
+    the user naming the factory), and nothing is imported before."""
+    from kdscope.compress import QuantizeConfig, quantize
+    from kdscope.data import probeworld
+    from kdscope.store.loading import UntrustedFactoryError, build_from_factory
+
+    marker = tmp_path / "imported"
+    (tmp_path / "scoremodels.py").write_text(_SCORES_MODULE.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    subject = Subject(build_from_factory("scoremodels:build"), name="scores", mean=[0.5], std=[0.25],
+                      output="scores")
+    half = quantize(subject, probeworld(8, size=16), QuantizeConfig(mode="bf16"), out=tmp_path, progress=False)
+    save_checkpoint(tmp_path / "scores.pt", subject)
+    x = torch.rand(2, 3, 16, 16)
+    for name, made in (("scores", subject), ("scores_bf16", half.subject)):
+        meta = read_metadata(tmp_path / f"{name}.pt")
+        assert (meta["factory"], meta["output"]) == ("scoremodels:build", "scores")
+        monkeypatch.delitem(sys.modules, "scoremodels", raising=False)
+        marker.unlink(missing_ok=True)
+        with pytest.raises(UntrustedFactoryError, match=r"built by 'scoremodels:build'.*trust=True.*"
+                                                        r"load_subject\('scoremodels:build', weights="):
+            load_subject(tmp_path / f"{name}.pt")
+        assert not marker.exists()
+        assert torch.equal(load_subject(tmp_path / f"{name}.pt", trust=True).logits(x), made.logits(x))
+        assert marker.exists()
+        assert torch.equal(load_subject("scoremodels:build", weights=tmp_path / f"{name}.pt").logits(x),
+                           made.logits(x))
+    assert issubclass(UntrustedFactoryError, UnsafeCheckpointError)

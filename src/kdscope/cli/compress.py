@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+import torch
 
 from kdscope import zoo
 from kdscope.cli.common import ModelSource, image_size_option, load_data, model_source_options
@@ -24,9 +25,11 @@ from kdscope.compress import (
     quantize,
     structured_prune,
 )
+from kdscope.core.checkpoint import FACTORY_ATTRIBUTE
 from kdscope.core.subject import Subject
 from kdscope.data import ImageSet
 from kdscope.data.augment import Augment
+from kdscope.store.loading import build_from_factory
 from kdscope.train import TrainConfig
 
 
@@ -167,15 +170,21 @@ def compress_prune(teacher_ref: str, method: str, sparsity: float, scope: str, l
 
 def _lottery(teacher: Subject, train_data: ImageSet, eval_data: ImageSet, schedule: TrainConfig,
              config: LotteryConfig, name: str, out: Path, quiet: bool) -> list[Compressed]:
-    """Retrain the teacher's zoo architecture from a fresh seeded initialisation, round by round; every ticket and
-    its random-reinitialisation control are saved."""
-    arch = teacher.metadata.get("arch")
-    if not arch:
-        raise ValueError("lottery tickets retrain the teacher's architecture: it must be a kdscope zoo checkpoint")
+    """Retrain the teacher's architecture (its zoo architecture or its factory) from a fresh seeded initialisation,
+    round by round; every ticket and its random-reinitialisation control are saved."""
+    arch, factory = teacher.metadata.get("arch"), getattr(teacher.model, FACTORY_ATTRIBUTE, None)
+    if arch:
+        network, label = zoo.build(arch["name"], seed=schedule.seed, **arch["kwargs"]), arch["name"]
+    elif factory:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(schedule.seed)
+            network, label = build_from_factory(factory), factory.rpartition(":")[2]
+    else:
+        raise ValueError("lottery tickets retrain the teacher's architecture from scratch: give the teacher as a "
+                         "kdscope zoo checkpoint or as 'package.module:function' with --weights")
     mean, std = train_data.channel_stats()
-    initial = Subject(zoo.build(arch["name"], seed=schedule.seed, **arch["kwargs"]),
-                      name=f"{arch['name']}_init_seed{schedule.seed}", mean=mean, std=std,
-                      class_names=train_data.class_names)
+    initial = Subject(network, name=f"{label}_init_seed{schedule.seed}", mean=mean, std=std,
+                      class_names=train_data.class_names, output=teacher.output)
     result = lottery_ticket(initial, train_data, config, train=schedule, eval_data=eval_data, out=out, name=name,
                             progress=not quiet)
     return [made for ticket in result.rounds for made in (ticket, ticket.control) if made is not None]

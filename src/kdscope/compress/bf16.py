@@ -6,17 +6,29 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
+
+from kdscope.core.checkpoint import REBUILD_ATTRIBUTES
 
 
 class Bf16Model(nn.Module):
-    """Runs a bf16 copy of a float model on float32 inputs and returns float32 logits."""
+    """Runs a bf16 copy of a float model on float32 inputs and returns what the model returns (a tensor, a tuple, a
+    dict, a HuggingFace `ModelOutput`) with its tensors in float32, so the Subject's output rule still finds the
+    logits. It keeps the inner model's record of how to rebuild it (zoo architecture or factory)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.inner = model.to(torch.bfloat16)
+        for attribute in REBUILD_ATTRIBUTES:
+            if hasattr(model, attribute):
+                setattr(self, attribute, getattr(model, attribute))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x.to(torch.bfloat16)).float()
+    def forward(self, x: torch.Tensor) -> object:
+        return pytree.tree_map_only(torch.Tensor, _float32, self.inner(x.to(torch.bfloat16)))
+
+
+def _float32(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.float() if tensor.is_floating_point() else tensor
 
 
 def cpu_has_native_bf16() -> bool:

@@ -158,11 +158,11 @@ def _recorded(result: Compressed) -> Compressed:
 
 
 def _check_compatible(teacher: Subject, student: nn.Module, data: ImageSet) -> None:
-    """Teacher and student must both take these images and predict one logit per class of the data."""
+    """Teacher and student must both take these images and predict one logit per class of the data. Both are read
+    through a Subject, so a tensor, a tuple or a HuggingFace `ModelOutput` all count."""
     probe = data.images(slice(0, 2))
-    with torch.no_grad(), Subject(student).guard():
-        student_classes = student(probe.to(next(student.parameters()).device)).shape[1]
-    teacher_classes = teacher.logits(probe).shape[1]
+    student_classes = Subject(student, name="the student").num_classes(probe)
+    teacher_classes = teacher.num_classes(probe)
     if teacher_classes != data.num_classes or student_classes != data.num_classes:
         raise ValueError(f"the data has {data.num_classes} classes but the teacher predicts {teacher_classes} and "
                          f"the student {student_classes}; build the student with num_classes={data.num_classes}")

@@ -12,6 +12,7 @@ from torch import nn
 from kdscope.compress.compressed import Compressed
 from kdscope.compress.distill import DistillationLoss, DistillConfig
 from kdscope.compress.lineage import Lineage, model_metrics
+from kdscope.compress.logits import logits_only
 from kdscope.compress.masks import masks_of, sparsity_report
 from kdscope.compress.reshape import layer_shapes
 from kdscope.core.checkpoint import save_checkpoint
@@ -32,7 +33,8 @@ def fine_tune_pruned(model: nn.Module, parent: Subject, data: ImageSet | None, t
                      recover: DistillConfig | None, eval_data: ImageSet | None, name: str,
                      progress: bool) -> TrainConfig | None:
     """Train the pruned `model` in place, by cross-entropy or (with `recover`) by distillation from the unpruned
-    parent (2 epochs when no schedule is given); returns the schedule used, None when there was none."""
+    parent (2 epochs when no schedule is given), its logits found by the parent's output rule; returns the schedule
+    used, None when there was none."""
     if recover is not None and train is None:
         train = TrainConfig(epochs=2)
     if train is None:
@@ -42,8 +44,8 @@ def fine_tune_pruned(model: nn.Module, parent: Subject, data: ImageSet | None, t
         steps = train.epochs * math.ceil(len(data) / train.batch_size)
         loss = DistillationLoss(parent, recover, steps, {}, nn.ModuleDict())
     mean, std = normalisation(parent)
-    run_training(model, data, train, eval_data=eval_data, loss=loss, mean=mean, std=std, progress=progress,
-                 name=name, role="pruned")
+    run_training(logits_only(model, parent), data, train, eval_data=eval_data, loss=loss, mean=mean, std=std,
+                 progress=progress, name=name, role="pruned")
     return train
 
 
@@ -62,7 +64,7 @@ def finish_pruned(model: nn.Module, parent: Subject, name: str, method: str, hyp
     compression = {"shapes": layer_shapes(model), "masked_layers": sorted(masks_of(model))}
     mean, std = normalisation(parent)
     subject = Subject(model, name=name, role="pruned", mean=mean, std=std, class_names=parent.class_names,
-                      metadata={"compression": compression})
+                      metadata={"compression": compression}, output=parent.output)
     metrics = {**model_metrics(subject, eval_data), "sparsity": report["global"], "layer_sparsity": report["layers"],
                **(extra_metrics or {})}
     lineage = Lineage(name=name, parent=parent.name, method=method, hyperparameters=hyperparameters,

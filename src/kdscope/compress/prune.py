@@ -18,6 +18,7 @@ from torch import nn
 
 from kdscope.compress.compressed import Compressed, check_data
 from kdscope.compress.distill import DistillConfig
+from kdscope.compress.logits import logits_only
 from kdscope.compress.masks import apply_masks, masks_of, prunable_layers, weight_of
 from kdscope.compress.outcome import check_fine_tuning, fine_tune_pruned, finish_pruned, normalisation, training_record
 from kdscope.core.subject import Subject
@@ -163,10 +164,10 @@ def lottery_ticket(
 
     dense = copy.deepcopy(initial)
     keep_rewind_point(0, dense)
-    run_training(dense, data, train, eval_data=eval_data, mean=mean, std=std, progress=progress,
-                 name=f"{name}_dense", on_epoch_end=keep_rewind_point)
+    run_training(logits_only(dense, parent), data, train, eval_data=eval_data, mean=mean, std=std,
+                 progress=progress, name=f"{name}_dense", on_epoch_end=lambda epoch, _: keep_rewind_point(epoch, dense))
     dense_subject = Subject(dense, name=f"{name}_dense", role="other", mean=mean, std=std,
-                            class_names=data.class_names)
+                            class_names=data.class_names, output=parent.output)
     dense_metrics = {"parent_accuracy": dense_subject.evaluate(eval_data)["accuracy"]} if eval_data else {}
     masked = functools.partial(_train_masked, data=data, train=train, eval_data=eval_data, parent=dense_subject,
                                extra_metrics=dense_metrics, out=out, progress=progress)
@@ -197,8 +198,8 @@ def _train_masked(model: nn.Module, masks: dict[str, torch.Tensor], name: str, m
                   control_of: str | None = None) -> Compressed:
     apply_masks(model, masks)
     mean, std = normalisation(parent)
-    run_training(model, data, train, eval_data=eval_data, mean=mean, std=std, progress=progress, name=name,
-                 role="pruned")
+    run_training(logits_only(model, parent), data, train, eval_data=eval_data, mean=mean, std=std,
+                 progress=progress, name=name, role="pruned")
     return finish_pruned(model, parent, name, method, hyperparameters, data, eval_data, out, train.seed,
                          control_of=control_of, extra_metrics=extra_metrics)
 

@@ -23,6 +23,14 @@ import torch
 from torch import fx, nn
 
 CALIBRATIONS = ("minmax", "histogram", "percentile")
+# Weights are quantized to 7 bits, [-64, 63]. oneDNN's int8 convolutions and matmuls on x86 CPUs without VNNI
+# (AVX2, AVX-512 without VNNI) multiply uint8 activations by int8 weights in pairs whose sums are held in int16 with
+# saturation: with full-range weights, 2 * 255 * 128 overflows, and the compiled model silently differs from its own
+# reference graph (measured on an AVX2 CPU: logits off by about their spread, for a single Linear or Conv2d). With
+# 7-bit weights every pair sum fits (2 * 255 * 64 <= 32767) on every x86 CPU, and the compiled model computes what
+# the reference graph and the twin compute, bit for bit. Activations keep their 8 bits (per-tensor ranges, where
+# precision matters more than in per-channel weights).
+WEIGHT_RANGE = (-64, 63)
 _INDUCTOR_NOISE = "To copy construct from a tensor"
 
 
@@ -52,14 +60,23 @@ def _torchao():
     return pt2e, x86, prepare_pt2e, prepare_qat_pt2e, convert_pt2e
 
 
-def _dynamic_batch() -> dict:
-    return {"x": {0: torch.export.Dim.DYNAMIC}}
+def _dynamic_batch() -> tuple[dict, ...]:
+    """The batch axis of the one positional input, whatever the model's forward calls it (`x`, `pixel_values`)."""
+    return ({0: torch.export.Dim.DYNAMIC},)
 
 
 def export(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
-    """Capture `model` (eval mode) as an ATen graph with a dynamic batch axis."""
-    with quiet():
-        return torch.export.export(model, (example,), dynamic_shapes=_dynamic_batch()).module()
+    """Capture `model` (in its current mode) as an ATen graph with a dynamic batch axis; a model torch.export
+    cannot capture is refused with torch's reason, as int8 has no other way in."""
+    try:
+        with quiet():
+            return torch.export.export(model, (example,), dynamic_shapes=_dynamic_batch()).module()
+    except Exception as error:
+        reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise ValueError(f"int8 quantization needs a model that torch.export can capture with a dynamic batch axis, "
+                         f"and it failed: {type(error).__name__}: {reason}. Make the forward pass exportable (no "
+                         f"data-dependent Python control flow, no batch size fixed in the code), or use "
+                         f"mode='bf16'.") from error
 
 
 def _quantizer(calibration: str, *, qat: bool = False, dynamic: bool = False, linear_only: bool = False):
@@ -68,6 +85,7 @@ def _quantizer(calibration: str, *, qat: bool = False, dynamic: bool = False, li
     if not qat and not dynamic and calibration != "histogram":
         observer = pt2e.MinMaxObserver if calibration == "minmax" else _percentile_observer_class()
         config = _with_activation_observer(config, observer)
+    config = replace(config, weight=replace(config.weight, quant_min=WEIGHT_RANGE[0], quant_max=WEIGHT_RANGE[1]))
     quantizer = x86.X86InductorQuantizer()
     if linear_only:
         quantizer.set_module_type_qconfig(nn.Linear, config)
@@ -84,7 +102,7 @@ def _with_activation_observer(config, observer):
 def prepare(model: nn.Module, example: torch.Tensor, *, calibration: str = "minmax", qat: bool = False,
             dynamic: bool = False, linear_only: bool = False) -> fx.GraphModule:
     """Export and insert observers (PTQ) or fake-quant modules (QAT). Convs and linears get per-channel symmetric
-    int8 weights; activations get per-tensor affine uint8 observed by `calibration`."""
+    int8 weights in `WEIGHT_RANGE`; activations get per-tensor affine uint8 observed by `calibration`."""
     if calibration not in CALIBRATIONS:
         raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
     pt2e, _, prepare_pt2e, prepare_qat_pt2e, _ = _torchao()
@@ -92,7 +110,7 @@ def prepare(model: nn.Module, example: torch.Tensor, *, calibration: str = "minm
     with quiet():
         if qat:
             with torch.no_grad():
-                graph = torch.export.export(model.train(), (example,), dynamic_shapes=_dynamic_batch()).module()
+                graph = export(model.train(), example)
             prepared = prepare_qat_pt2e(graph, quantizer)
             pt2e.allow_exported_model_train_eval(prepared)
             return prepared
@@ -279,7 +297,33 @@ def load(path: str | Path, *, trust: bool = False) -> fx.GraphModule:
 
     _torchao()
     with quiet():
-        return load_exported_module(path, trust=trust)
+        reference = load_exported_module(path, trust=trust)
+    check_weight_range(reference, path)
+    return reference
+
+
+def check_weight_range(reference: fx.GraphModule, source: object) -> None:
+    """Refuse a graph with int8 weights beyond `WEIGHT_RANGE` (an archive from an older kdscope or another tool) on a
+    CPU without VNNI, where its compiled kernels would saturate and give wrong logits (see `WEIGHT_RANGE`)."""
+    widest = [(node.args[4], node.args[5]) for node in reference.graph.nodes
+              if node.op == "call_function" and node.target is torch.ops.quantized_decomposed.dequantize_per_channel
+              .default and len(node.args) > 5 and (node.args[4] < WEIGHT_RANGE[0] or node.args[5] > WEIGHT_RANGE[1])]
+    if widest and not cpu_has_vnni():
+        raise ValueError(
+            f"{source} holds int8 weights in [{widest[0][0]}, {widest[0][1]}], and this CPU has no VNNI (AVX512-VNNI, "
+            f"AVX-VNNI or AMX): its int8 kernels sum products in int16 and would saturate, so the compiled model "
+            f"would silently differ from the saved graph. Quantize the float model again with this kdscope, which "
+            f"keeps weights in {list(WEIGHT_RANGE)}, or load the archive on a CPU with VNNI.")
+
+
+def cpu_has_vnni() -> bool:
+    """VNNI int8 dot products (AVX512-VNNI, AVX-VNNI or AMX) on this CPU (Linux flags; elsewhere taken as absent)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = set(cpuinfo.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def _drop_unused_attributes(graph_module: fx.GraphModule) -> None:

@@ -18,6 +18,7 @@ from kdscope.compress import quant_backend as backend
 from kdscope.compress.bf16 import Bf16Model, cpu_has_native_bf16
 from kdscope.compress.compressed import Compressed, check_data
 from kdscope.compress.lineage import Lineage, model_metrics
+from kdscope.compress.logits import PREFIX, logits_only
 from kdscope.compress.masks import fold_masks, masks_of
 from kdscope.compress.outcome import normalisation
 from kdscope.compress.reshape import layer_shapes
@@ -75,6 +76,7 @@ def quantize(
     calibration = data.subset(range(min(len(data), config.calibration_images)))
     if config.mode == "bf16":
         return _to_bf16(parent, model, config, eval_data or calibration, calibration, out, name)
+    model = logits_only(model, parent)  # the int8 graph returns the logits, whatever the network returns
     example = parent.normalize(calibration.images(slice(0, 2)).to(parent.device))
     if config.mode == "qat":
         train = train or TrainConfig(epochs=2, lr=0.005, warmup_epochs=0)
@@ -86,7 +88,8 @@ def quantize(
                                    dynamic=config.mode == "dynamic", linear_only=config.mode == "dynamic")
         backend.calibrate(prepared, (parent.normalize(x.to(parent.device)) for x, _ in calibration.batches(128)))
     reference = backend.convert(prepared)
-    quantized, floating = backend.quantized_layers(reference)
+    quantized, floating = ([name.removeprefix(PREFIX) for name in names]
+                           for names in backend.quantized_layers(reference))
     if not quantized:
         raise ValueError(f"no layer of {parent.name} was quantized; int8 needs Conv2d or Linear layers")
     # From here on, the graph a saved archive loads as: this int8 model and one loaded from `out` are the same.
@@ -152,11 +155,10 @@ def _against_parent(compressed: Subject, parent: Subject, data: ImageSet, metric
 def _to_bf16(parent: Subject, model: nn.Module, config: QuantizeConfig, eval_data: ImageSet,
              calibration: ImageSet, out: str | Path | None, name: str) -> Compressed:
     wrapped = Bf16Model(model)
-    wrapped.kdscope_arch = getattr(model, "kdscope_arch", None)
     mean, std = normalisation(parent)
     compression = {"bf16": {"native_bf16_cpu": cpu_has_native_bf16()}, "shapes": layer_shapes(model)}
     subject = Subject(wrapped, name=name, role="quantized", mean=mean, std=std, class_names=parent.class_names,
-                      metadata={"compression": compression})
+                      metadata={"compression": compression}, output=parent.output)
     metrics = model_metrics(subject, eval_data)
     metrics.update(_against_parent(subject, parent, eval_data, metrics))
     lineage = Lineage(name=name, parent=parent.name, method="quantize:bf16",

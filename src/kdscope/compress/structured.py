@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdscope.compress.channels import ChannelGroup, channel_groups
+from kdscope.compress.channels import ChannelGroup, attention_layers, groups_of, trace
 from kdscope.compress.compressed import Compressed, check_data
 from kdscope.compress.distill import DistillConfig
 from kdscope.compress.masks import fold_masks, masks_of
@@ -71,7 +71,16 @@ def structured_prune(
     model = fold_masks(parent.model) if masks_of(parent.model) else copy.deepcopy(parent.model)
     model.eval()
     example = torch.zeros(2, *shape, device=parent.device)
-    groups = [g for g in channel_groups(model, example) if g.prunable]
+    traced = trace(model, example)
+    attention = attention_layers(traced)
+    if attention:
+        raise ValueError(
+            f"structured pruning cannot remove channels of {parent.name}'s attention layers "
+            f"({', '.join(attention[:8])}{f' and {len(attention) - 8} more' if len(attention) > 8 else ''}): "
+            "their outputs are split into heads, and removing whole heads (with the matching inputs of the output "
+            "projection) is not implemented. Prune it unstructured instead: prune(...) "
+            "(CLI: kdscope compress prune --method magnitude)")
+    groups = [g for g in groups_of(model, traced) if g.prunable]
     if not groups:
         raise ValueError(f"{parent.name} has no channel group that can be pruned safely")
     for group in groups:

@@ -20,6 +20,11 @@ from kdscope.core.subject import Subject
 
 FORMAT = "kdscope-checkpoint"
 FORMAT_VERSION = 1
+# How a checkpoint's network is rebuilt: a zoo model carries `kdscope_arch` (name and arguments), a model built by a
+# `package.module:function` factory carries `kdscope_factory` (that reference); the JSON records them as "arch" and
+# "factory".
+FACTORY_ATTRIBUTE = "kdscope_factory"
+REBUILD_ATTRIBUTES = ("kdscope_arch", FACTORY_ATTRIBUTE)
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path, Path]:
@@ -45,15 +50,20 @@ def save_checkpoint(path: str | Path, subject: Subject, extra: dict[str, Any] | 
 
 
 def write_metadata(path: str | Path, subject: Subject, extra: dict[str, Any] | None = None) -> None:
-    """Write NAME.json for a Subject (atomic): architecture, normalisation, classes, versions, its metadata."""
+    """Write NAME.json for a Subject (atomic): how to rebuild the network (zoo architecture or factory reference),
+    normalisation, classes, where the logits are in its output (a key; a callable cannot be written), versions, and
+    its metadata."""
     _, meta_path, _ = checkpoint_paths(path)
     arch = getattr(subject.model, "kdscope_arch", None)
+    factory = getattr(subject.model, FACTORY_ATTRIBUTE, None)
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "name": subject.name,
         "role": subject.role,
         "arch": arch,
+        **({"factory": factory} if factory else {}),
+        **({"output": subject.output} if isinstance(subject.output, str) else {}),
         "normalization": {
             "mean": None if subject.mean is None else subject.mean.flatten().tolist(),
             "std": None if subject.std is None else subject.std.flatten().tolist(),

@@ -17,8 +17,10 @@ from torch import nn
 
 from kdscope import zoo
 from kdscope.core.checkpoint import (
+    FACTORY_ATTRIBUTE,
     FORMAT,
     CorruptCheckpointError,
+    UnsafeCheckpointError,
     checkpoint_paths,
     load_state_dict,
     read_metadata,
@@ -31,6 +33,19 @@ SUBJECT_METADATA = ("arch", "data", "metrics", "seed", "train_config", "lineage"
 
 class RandomWeightsError(ValueError):
     """A `module:function` model was given no weights: auditing its random initialisation is rarely what is meant."""
+
+
+class UntrustedFactoryError(UnsafeCheckpointError):
+    """A checkpoint names the factory that builds its network; rebuilding it would run code the file chose."""
+
+    def __init__(self, path: Path, factory: str) -> None:
+        RuntimeError.__init__(
+            self,
+            f"{path} records that its network is built by {factory!r}: rebuilding it imports that module and calls "
+            f"that function, code named by the file. If you trust the checkpoint, pass trust=True (CLI: "
+            f"--trust-checkpoint); or name the factory yourself: load_subject({factory!r}, weights={str(path)!r}) "
+            f"(CLI: {factory} as the model, with --weights {path})."
+        )
 
 
 def load_subject(
@@ -54,7 +69,12 @@ def load_subject(
     state_dict, and `random_weights=True` is needed to go without), or, with `trust=True` only, a pickled nn.Module.
     `mean`/`std` override the recorded normalisation; `default_mean`/`default_std` apply only where none is
     recorded. A kdscope JSON beside the weights (`vit.pt` + `vit.json`) supplies normalisation and class names.
-    `output` names the logits in what the model returns (see `Subject.select_logits`).
+    `output` names the logits in what the model returns (see `Subject.select_logits`); a key recorded in the
+    checkpoint applies when none is given.
+
+    A checkpoint of a model that is not from the zoo records the factory that built it (`package.module:function`);
+    rebuilding it runs that code, so it needs `trust=True`, or the factory as `reference` with the checkpoint as
+    `weights` (which the user names, so nothing runs that the file chose).
     """
     text = str(reference)
     path = Path(text)
@@ -88,7 +108,7 @@ def load_subject(
         class_names=meta.get("class_names"),
         twin=twin,
         metadata={k: v for k, v in meta.items() if k in SUBJECT_METADATA},
-        output=output,
+        output=output if output is not None else meta.get("output"),
     )
 
 
@@ -131,40 +151,40 @@ def _from_checkpoint(path: Path, weights: str | Path | None,
 
         model, twin = load_int8(path, meta, trust=trust)
         return model, meta, twin
-    arch = meta.get("arch")
-    if not arch or arch.get("name") not in zoo.ARCHITECTURES:
-        raise ValueError(f"{path} does not record a zoo architecture; load it as 'module:function' with weights=")
-    model = zoo.build(arch["name"], **arch["kwargs"])
-    _restore_compression(model, meta.get("compression") or {})
-    if (meta.get("compression") or {}).get("bf16"):
-        from kdscope.compress.bf16 import Bf16Model
-
-        model = Bf16Model(model)
+    model = _with_compression(_network(path, meta, trust), meta.get("compression") or {})
     state = load_state_dict(weights or path)
     _load_weights(model, state, path)
     return model.eval(), meta, None
 
 
-def _restore_compression(model: nn.Module, compression: dict) -> None:
-    """Give a freshly built architecture the pruned shapes and mask slots its saved state_dict expects."""
+def _network(path: Path, meta: dict, trust: bool) -> nn.Module:
+    """A fresh network of the architecture the checkpoint records: a zoo model, or (trusted) its factory's."""
+    arch, factory = meta.get("arch"), meta.get("factory")
+    if arch and arch.get("name") in zoo.ARCHITECTURES:
+        return zoo.build(arch["name"], **arch["kwargs"])
+    if isinstance(factory, str) and _looks_like_factory(factory):
+        if not trust:
+            raise UntrustedFactoryError(path, factory)
+        return build_from_factory(factory)
+    raise ValueError(f"{path} records neither a zoo architecture nor a 'package.module:function' factory; load it as "
+                     f"'module:function' with weights={str(path)!r}")
+
+
+def _with_compression(model: nn.Module, compression: dict) -> nn.Module:
+    """A freshly built network with the pruned shapes, mask slots and bf16 wrapper its saved state_dict expects."""
+    from kdscope.compress.bf16 import Bf16Model
     from kdscope.compress.masks import apply_masks, prunable_layers
     from kdscope.compress.reshape import restore_shapes
 
     restore_shapes(model, compression.get("shapes") or {})
     layers = prunable_layers(model, list(compression.get("masked_layers") or []))
     apply_masks(model, {name: torch.ones_like(layer.weight, dtype=torch.bool) for name, layer in layers.items()})
+    return Bf16Model(model) if compression.get("bf16") else model
 
 
-def _from_factory(reference: str, weights: str | Path | None, trust: bool,
-                  random_weights: bool) -> tuple[nn.Module, dict]:
-    """(model, metadata): the factory's module with the weights loaded, and the kdscope JSON beside the weights
-    (normalisation, class names) when there is one."""
-    if weights is None and not random_weights:
-        raise RandomWeightsError(
-            f"{reference} is built with random weights: pass its trained state_dict (weights=..., CLI: --weights "
-            "NAME=FILE), or random_weights=True (CLI: --random-weights) to audit the random initialisation on purpose")
-    if weights is not None and random_weights:
-        raise ValueError(f"{reference}: give weights or random_weights=True, not both")
+def build_from_factory(reference: str) -> nn.Module:
+    """Call the `package.module:function` factory (no arguments) and return its network, which remembers the
+    reference, so the checkpoints written of it (trained, pruned, distilled into it) record how to rebuild it."""
     module_name, _, function_name = reference.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), function_name)
@@ -173,13 +193,30 @@ def _from_factory(reference: str, weights: str | Path | None, trust: bool,
     model = factory()
     if not isinstance(model, nn.Module):
         raise TypeError(f"{reference} returned {type(model).__name__}, not a torch.nn.Module")
+    setattr(model, FACTORY_ATTRIBUTE, reference)
+    return model
+
+
+def _from_factory(reference: str, weights: str | Path | None, trust: bool,
+                  random_weights: bool) -> tuple[nn.Module, dict]:
+    """(model, metadata): the factory's module with the weights loaded, and the kdscope JSON beside the weights
+    (normalisation, class names, the pruned shapes and masks its state_dict has) when there is one."""
+    if weights is None and not random_weights:
+        raise RandomWeightsError(
+            f"{reference} is built with random weights: pass its trained state_dict (weights=..., CLI: --weights "
+            "NAME=FILE), or random_weights=True (CLI: --random-weights) to audit the random initialisation on purpose")
+    if weights is not None and random_weights:
+        raise ValueError(f"{reference}: give weights or random_weights=True, not both")
+    model = build_from_factory(reference)
     if weights is None:
         return model.eval(), {}
+    meta = _sidecar_metadata(Path(weights))
+    model = _with_compression(model, meta.get("compression") or {})
     state = _trusted_load(Path(weights)) if trust else load_state_dict(weights)
     if isinstance(state, nn.Module):
         state = state.state_dict()
     _load_weights(model, state, Path(weights))
-    return model.eval(), _sidecar_metadata(Path(weights))
+    return model.eval(), meta
 
 
 def _sidecar_metadata(weights: Path) -> dict:
@@ -192,7 +229,7 @@ def _sidecar_metadata(weights: Path) -> dict:
     except (ValueError, OSError):
         return {}
     return {k: v for k, v in meta.items() if k in ("normalization", "class_names", "input_range", "name", "role",
-                                                      *SUBJECT_METADATA) and k != "arch"}
+                                                      "output", *SUBJECT_METADATA) and k != "arch"}
 
 
 def _from_file(path: Path, trust: bool) -> nn.Module:
