@@ -24,6 +24,7 @@ import torch
 from torch import fx, nn
 
 from kdscope.compress.masks import mask_of, weight_of
+from kdscope.compress.quant_backend import WEIGHT_RANGE
 from kdscope.core.stats import bootstrap_ci
 from kdscope.core.subject import Subject
 from kdscope.explainers.registry import explain
@@ -264,7 +265,7 @@ def _randomize_int8(graph_module: fx.GraphModule, names: list[str], seed: int) -
         generator = torch.Generator().manual_seed(seed + 7919 * offset)
         bound = 1 / weight[0].numel() ** 0.5
         drawn = (torch.rand(weight.shape, generator=generator) * 2 - 1) * bound
-        weight.copy_(torch.round(drawn / scale).clamp(-128, 127).to(weight.dtype))
+        weight.copy_(torch.round(drawn / scale).clamp(*WEIGHT_RANGE).to(weight.dtype))
     return len(names)
 
 
