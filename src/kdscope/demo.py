@@ -23,6 +23,7 @@ import torch
 from kdscope import zoo
 from kdscope.audit import Plan, audit
 from kdscope.compress import DistillConfig, PruneConfig, QuantizeConfig, distill, prune, quantize
+from kdscope.compress.quant_backend import WEIGHT_RANGE
 from kdscope.core.checkpoint import checkpoint_paths, read_metadata
 from kdscope.core.progress import progress_line
 from kdscope.core.stats import bootstrap_ci
@@ -164,7 +165,8 @@ def run_demo(out: str | Path = "runs/demo", *, fresh: bool = False, progress: bo
     pruned = step(out / f"{pruned_name}.pt", [recipe.sparsity, recipe.prune_fine_tune], lambda: prune(
         teacher, train_data, PruneConfig(recipe.sparsity), train=recipe.prune_fine_tune, eval_data=test_data,
         out=out, name=pruned_name, progress=progress))
-    int8 = step(out / f"{teacher.name}_int8.pt2", recipe.quantize, lambda: quantize(
+    int8_recipe = [recipe.quantize, {"weight_range": WEIGHT_RANGE}]  # an archive of another weight range is rebuilt
+    int8 = step(out / f"{teacher.name}_int8.pt2", int8_recipe, lambda: quantize(
         teacher, train_data, recipe.quantize, eval_data=test_data, out=out, progress=progress))
     began = time.perf_counter()
     results = audit([teacher, kd_student, control, pruned, int8], test_data, recipe.plan, cache=out / "audit",
