@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from kdscope.audit.plan import Plan
 from kdscope.compare.cka import as_rows
 from kdscope.core.inputs import reference_subject
 from kdscope.core.profile import weights_digest
@@ -18,9 +18,6 @@ from kdscope.core.version import __version__
 from kdscope.data.imageset import ImageSet
 from kdscope.explainers.layers import hookable, representation_layers
 from kdscope.results.schema import SCHEMA_VERSION
-
-if TYPE_CHECKING:
-    from kdscope.audit.plan import Plan
 
 
 class AuditContext:

@@ -4,13 +4,29 @@ when it is read, so a wrong type in a TOML or YAML file is an error naming the k
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 from kdscope.attacks import ATTACKS
-from kdscope.audit.stages import STAGES
 from kdscope.core.registry import Entry
 from kdscope.explainers import METHODS
+from kdscope.results.schema import StageRecord
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One audit stage: its name in plans, results and the report, what it measures, and the function that runs it
+    on the audit's `AuditContext` (returning the stage's record, `results.STAGE_RECORDS[name]`, or why it could not
+    run)."""
+
+    name: str
+    description: str
+    run: Callable[..., StageRecord]
+
+
+STAGES: dict[str, Stage] = {}
+"""The one registry of stages, in the order they run: `kdscope.audit.stages` fills it, and importing anything from
+`kdscope.audit` imports that module first (the package's `__init__`), so a Plan never sees it empty."""
 
 
 @dataclass(frozen=True)
@@ -21,7 +37,7 @@ class Plan:
     layers), the sanity checks."""
 
     images: int = 256
-    stages: tuple[str, ...] = tuple(STAGES)
+    stages: tuple[str, ...] = field(default_factory=lambda: tuple(STAGES))
     explainers: tuple[str, ...] = ("gradcam", "gradient")
     attacks: tuple[dict, ...] = ({"attack": "pgd", "eps": 4 / 255, "steps": 10},)
     robust_eps: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)

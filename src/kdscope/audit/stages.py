@@ -4,13 +4,12 @@ per model and method) and returns its typed record for `Results.stages[name]`.""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from kdscope.audit.context import AuditContext
+from kdscope.audit.plan import STAGES, Stage
 from kdscope.audit.probes import probes
 from kdscope.compare.cams import MapAgreementAccumulator, OjhaAccumulator
 from kdscope.compare.cka import CKAGridAccumulator, shuffled_pairing
@@ -30,7 +29,6 @@ from kdscope.results.maps import (
 from kdscope.results.predictions import Agreement, ModelPredictions, PredictionsStage
 from kdscope.results.representations import CKAGridRecord, CKAStage, no_layers
 from kdscope.results.sanity import SanityCheck, SanityStage
-from kdscope.results.schema import StageRecord
 from kdscope.results.values import Unavailable
 
 
@@ -187,17 +185,7 @@ def _sanity(context: AuditContext) -> SanityStage:
     return SanityStage(result)
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One audit stage: its name in plans, results and the report, what it measures, and the function that runs it
-    (returning the stage's record, `results.STAGE_RECORDS[name]`, or why it could not run)."""
-
-    name: str
-    description: str
-    run: Callable[[AuditContext], StageRecord]
-
-
-STAGES: dict[str, Stage] = {stage.name: stage for stage in (
+STAGES.update({stage.name: stage for stage in (
     Stage("predictions", "accuracy, calibration and agreement with the teacher", _predictions),
     Stage("cka", "representation similarity to the teacher (debiased linear CKA) with a shuffled control", _cka),
     Stage("cams", "explanation maps against the teacher's, and Ojha's closer-share test", _cams),
@@ -206,4 +194,4 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage("attacks", "adversarial success and transfer between models, robust accuracy curves", _attacks),
     Stage("probes", "knowledge-transfer probes on ProbeWorld variants, paired against the control", probes),
     Stage("sanity", "cascading model-parameter randomisation of the explainers", _sanity),
-)}
+)})
