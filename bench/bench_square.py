@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -27,20 +26,11 @@ from kdscope.core.checkpoint import library_versions
 from kdscope.core.subject import RawInputModel
 from kdscope.data import probeworld
 from kdscope.train import TrainConfig, train
+from timing import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
 BUDGETS = (100, 300, 1000)
 P_INITS = (0.05, 0.1, 0.3, 0.8)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def tiny_model(size: int = 32, train_images: int = 4000, epochs: int = 8) -> tuple[Subject, float, dict]:

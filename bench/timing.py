@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -28,3 +30,14 @@ def interleaved_ms(subjects: dict[str, Subject], shape: tuple[int, ...], batch: 
     result["ratios"] = {a: {b: statistics.median(x / y for x, y in zip(times[a], times[b])) for b in subjects}
                         for a in subjects}
     return result
+
+
+def cpu_model() -> str:
+    """The CPU's model name, for the tables: timings only compare on the same CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -87,9 +87,9 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 LAYERS = ("core.version", "data", "core", "zoo", "train", "compress", "store", "explainers", "attacks", "compare",
-          "results", "audit", "reports", "demo", "cli")
+          "results", "audit", "reports", "demo", "cli", "__main__")
 """Packages from the bottom up: each imports only those before it (and `kdscope` itself, whose public names load
-lazily, imports nothing at runtime but the version)."""
+lazily, imports nothing at runtime but the version; `python -m kdscope` runs the CLI)."""
 
 
 def layer_of(module: str) -> int:

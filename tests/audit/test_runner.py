@@ -53,18 +53,18 @@ def test_audit_fills_every_stage_with_its_record_and_round_trips(subjects, tiny_
 
 def test_an_interrupted_audit_resumes_without_recomputing(subjects, tiny_world, tmp_path, monkeypatch):
     calls = {"predictions": 0}
-    original_predictions = STAGES["predictions"].run
+    original_predictions = STAGES["predictions"].finish
     original_attacks = STAGES["attacks"]
 
-    def counted(context):
+    def counted(context, outcomes):
         calls["predictions"] += 1
-        return original_predictions(context)
+        return original_predictions(context, outcomes)
 
-    def broken(_context):
+    def broken(_context, _batch):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setitem(STAGES, "predictions", replace(STAGES["predictions"], run=counted))
-    monkeypatch.setitem(STAGES, "attacks", replace(original_attacks, run=broken))
+    monkeypatch.setitem(STAGES, "predictions", replace(STAGES["predictions"], finish=counted))
+    monkeypatch.setitem(STAGES, "attacks", replace(original_attacks, measure=broken))
     with pytest.raises(RuntimeError, match="injected"):
         audit(subjects, tiny_world[1], PLAN, cache=tmp_path, progress=False)
     assert calls["predictions"] == 1 and (tmp_path / "cams.json").exists()

@@ -1,16 +1,18 @@
-"""The audit's statistics are compare/'s: its CKA grid and control are the version-2 values bit for bit (one seeded
-permutation of all audit images), and its Ojha test is `compare.cams.ojha_statistic`, control included."""
+"""The audit's statistics are compare/'s: its CKA grid and control are `cka_grid`'s bit for bit (one seeded
+permutation of all audit images), its Ojha test is `compare.cams.ojha_statistic`, control included; and streaming
+the images in small batches gives the same statistics as one batch."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import torch
 
 from kdscope import Subject, zoo
 from kdscope.audit import Plan, audit
-from kdscope.audit.context import AuditContext
 from kdscope.compare.cams import ojha_statistic
-from kdscope.compare.cka import CKAAccumulator
+from kdscope.compare.cka import cka_grid
 from kdscope.data.sampling import stratified_sample
 from kdscope.results.maps import OjhaRecord
 
@@ -31,27 +33,35 @@ def subjects(trained_tiny_teacher):
 def audited(subjects, tiny_world):
     data = tiny_world[1]
     chosen = stratified_sample(data.labels, PLAN.images, PLAN.seed)
-    return audit(subjects, data, PLAN, progress=False), AuditContext(subjects, data.subset(chosen), PLAN, chosen)
+    return audit(subjects, data, PLAN, progress=False), data.subset(chosen)
 
 
-def test_cka_grid_and_control_are_the_version_2_values_bit_for_bit(audited, subjects):
-    results, context = audited
-    teacher = context.forward(subjects[0])["features"]
-    permutation = torch.randperm(len(context.x), generator=torch.Generator().manual_seed(PLAN.seed))
+def test_cka_grid_and_control_are_cka_grids_bit_for_bit(audited, subjects):
+    results, images = audited
     for subject in subjects[1:]:
-        features = context.forward(subject)["features"]
         grid = results.stages["cka"].grids[subject.name]
-        assert grid.values == [[CKAAccumulator().update(a, b).value() for b in features.values()]
-                               for a in teacher.values()]
-        assert grid.control == [[CKAAccumulator().update(a, b[permutation]).value() for b in features.values()]
-                                for a in teacher.values()]
+        expected = cka_grid(subjects[0], subject, images, grid.rows, grid.columns, seed=PLAN.seed)
+        assert (grid.values, grid.control) == (expected.values, expected.control)
 
 
 def test_ojha_is_compares_statistic_with_its_control(audited, subjects):
-    results, context = audited
+    results, images = audited
     ojha = results.stages["cams"].ojha
     assert isinstance(ojha, OjhaRecord)
     assert (ojha.student, ojha.control, ojha.second_control) == ("kd", "alone", "alone2")
-    expected = ojha_statistic(*subjects[:3], context.x, context.y, control=subjects[3])
+    expected = ojha_statistic(*subjects[:3], images.images(), images.targets(), control=subjects[3])
     assert ojha.distilled_closer == expected["distilled_closer"]
     assert ojha.control_closer == expected["control_closer"]
+
+
+def test_small_batches_give_the_statistics_of_one_batch(audited, subjects, tiny_world):
+    results = audited[0]
+    streamed = audit(subjects, tiny_world[1], replace(PLAN, batch_size=5), progress=False)
+    for name in ("kd", "alone"):
+        one, many = results.stages["cka"].grids[name], streamed.stages["cka"].grids[name]
+        assert torch.allclose(torch.tensor(many.values), torch.tensor(one.values), atol=1e-6)
+        assert torch.allclose(torch.tensor(many.control), torch.tensor(one.control), atol=1e-6)
+        cosine_one = results.stages["cams"].methods["gradcam"][name].cosine
+        cosine_many = streamed.stages["cams"].methods["gradcam"][name].cosine
+        assert cosine_many == pytest.approx(cosine_one, abs=1e-5)
+    assert streamed.plan["batch_size"] == 5 and results.plan["batch_size"] == 256

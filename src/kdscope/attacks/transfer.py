@@ -19,6 +19,8 @@ from kdscope.attacks.registry import run
 from kdscope.core.stats import bootstrap_ci
 from kdscope.core.subject import Subject
 
+RATES = ("conditional", "unconditional", "fooling")
+
 
 @dataclass
 class TransferCell:
@@ -89,30 +91,52 @@ def transfer_matrix(subjects: Sequence[Subject], x: torch.Tensor, y: torch.Tenso
         raise ValueError(f"Subjects need distinct names for a transfer matrix, got {names}")
     y_np = np.asarray(y)
     clean = {s.name: s.predict(x).numpy() for s in subjects}
-    cells, white_box = [], {}
+    adversarial_predictions = {}
     for source in subjects:
         adversarial = run(source, x, y, attack=attack, **params).adversarial.cpu()
         if round_to_8bit:
             adversarial = torch.round(adversarial * 255) / 255
-        source_adv = source.predict(adversarial).numpy()
-        white_box[source.name] = float((source_adv != y_np).mean())
-        for target in subjects:
-            target_adv = source_adv if target is source else target.predict(adversarial).numpy()
-            rates = transfer_rates(y_np, clean[source.name], source_adv, clean[target.name], target_adv,
+        adversarial_predictions[source.name] = {target.name: target.predict(adversarial).numpy()
+                                                for target in subjects}
+    return transfer_from_predictions(names, y_np, clean, adversarial_predictions, attack=attack, params=dict(params),
+                                     round_to_8bit=round_to_8bit, ci_seed=ci_seed)
+
+
+def transfer_from_predictions(names: Sequence[str], y: np.ndarray, clean: dict[str, np.ndarray],
+                              adversarial: dict[str, dict[str, np.ndarray]], *, attack: str, params: dict,
+                              round_to_8bit: bool, ci_seed: int = 0) -> TransferResult:
+    """The matrix from per-image predictions: `clean[model]` on the clean images, `adversarial[source][target]`
+    on the images crafted on `source` (gathered batch by batch, or across processes, in image order)."""
+    cells, white_box = [], {}
+    for source in names:
+        source_adv = adversarial[source][source]
+        white_box[source] = float((source_adv != y).mean())
+        for target in names:
+            rates = transfer_rates(y, clean[source], source_adv, clean[target], adversarial[source][target],
                                    seed=ci_seed)
-            cells.append(TransferCell(source.name, target.name, *(rates[k][0] for k in
-                                                                  ("conditional", "unconditional", "fooling")),
+            cells.append(TransferCell(source, target, *(rates[k][0] for k in RATES),
                                       masks={k: v[1] for k, v in rates.items()}))
-    return TransferResult(names, attack, dict(params), cells, white_box, round_to_8bit)
+    return TransferResult(list(names), attack, params, cells, white_box, round_to_8bit)
 
 
 def robust_accuracy_curve(subject: Subject, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float], *,
                           attack: str = "pgd", ci_seed: int = 0, **params: object) -> list[dict]:
     """Accuracy on adversarial images crafted on `subject` itself, per eps, with 95% bootstrap intervals."""
+    return curve_from_outcomes(eps_values, [robust_outcomes(subject, x, y, eps, attack=attack, **params)
+                                            for eps in eps_values], ci_seed=ci_seed)
+
+
+def robust_outcomes(subject: Subject, x: torch.Tensor, y: torch.Tensor, eps: float, *, attack: str = "pgd",
+                    **params: object) -> np.ndarray:
+    """Per image: 1 when the model is still right on the image attacked at `eps` on itself."""
+    result = run(subject, x, y, attack=attack, eps=eps, **params)
+    return (subject.predict(result.adversarial) == torch.as_tensor(y)).numpy().astype(float)
+
+
+def curve_from_outcomes(eps_values: Sequence[float], outcomes: Sequence[np.ndarray], *, ci_seed: int = 0) -> list[dict]:
+    """The robust accuracy curve from each eps's per-image outcomes."""
     curve = []
-    for eps in eps_values:
-        result = run(subject, x, y, attack=attack, eps=eps, **params)
-        correct = (subject.predict(result.adversarial) == torch.as_tensor(y)).numpy().astype(float)
+    for eps, correct in zip(eps_values, outcomes, strict=True):
         accuracy, low, high = bootstrap_ci(correct, seed=ci_seed)
         curve.append({"eps": eps, "accuracy": accuracy, "ci95": [low, high]})
     return curve

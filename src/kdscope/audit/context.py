@@ -1,4 +1,4 @@
-"""The audit's shared state (`AuditContext`): what every stage reads, and the work stages share."""
+"""The audit's shared state (`AuditContext`): what every stage reads, and the batches images stream in."""
 
 from __future__ import annotations
 
@@ -10,80 +10,81 @@ import numpy as np
 import torch
 
 from kdscope.audit.plan import Plan
-from kdscope.compare.cka import as_rows
+from kdscope.compare.cka import shuffled_pairing
 from kdscope.core.inputs import reference_subject
 from kdscope.core.profile import weights_digest
 from kdscope.core.subject import Subject
 from kdscope.core.version import __version__
 from kdscope.data.imageset import ImageSet
+from kdscope.data.lazy import LazyArray
 from kdscope.explainers.layers import hookable, representation_layers
 from kdscope.results.schema import SCHEMA_VERSION
 
 
 class AuditContext:
-    """The audit's shared state, handed to every stage: Subjects, images, roles, the plan, and each model's one
-    forward pass and one map per explainer (computed on first use, shared by the stages that need them)."""
+    """The audit's shared state, handed to every stage: Subjects and their roles, the audit images (in memory or
+    read lazily) with their labels, the plan, the CKA control's pairing, why a method could not explain a model
+    (`refusals`, found on the first batch that tried), and what stages build once and reuse (`shared`)."""
 
     def __init__(self, subjects: list[Subject], images: ImageSet, plan: Plan, indices: np.ndarray) -> None:
+        if plan.batch_size is None:
+            raise ValueError("the audit context needs a plan with its batch size resolved")
         self.subjects, self.images, self.plan, self.indices = subjects, images, plan, indices
-        self.x, self.y = images.images(), images.targets()
+        self.y = images.targets()
         self.teacher = reference_subject(subjects)
         self.others = [s for s in subjects if s is not self.teacher]
         self.distilled = next((s for s in subjects if s.role == "student"), None)
         self.independent = next((s for s in subjects if s.role == "independent_student"), None)
         self.second_independent = next((s for s in subjects if s.role == "independent_student"
                                         and s is not self.independent), None)
-        self._forward: dict[str, dict] = {}
-        self._maps: dict[tuple[str, str], torch.Tensor] = {}
+        self.pairing = shuffled_pairing(len(images), plan.seed).numpy()
+        self.refusals: dict[tuple[str, str], str] = {}
+        self.shared: dict[str, object] = {}
+        self._cka_layers: dict[str, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def batch_count(self) -> int:
+        return -(-len(self) // self.plan.batch_size)
+
+    def read(self, positions: np.ndarray) -> torch.Tensor:
+        """Raw [0, 1] images at audit positions, read (or rendered, or decoded) now."""
+        return self.images.images(np.asarray(positions))
 
     def key(self, stage: str) -> str:
         """Everything that changes a stage's result: plan, models (weights, normalisation, input range, classes),
         the images with their labels and class order, and the results schema its record is written in. The device
-        is left out: results do not depend on it."""
+        and the number of processes are left out: results do not depend on them."""
         fingerprint = {"stage": stage, "plan": plain(asdict(self.plan)), "kdscope": __version__,
                        "schema": SCHEMA_VERSION,
                        "models": [[s.name, s.role, weights_digest(s.model), _listed(s.mean), _listed(s.std),
                                    list(s.input_range), list(s.class_names or [])] for s in self.subjects],
-                       "images": hashlib.sha256(self.images.pixels.tobytes()).hexdigest(),
+                       "images": _pixels_digest(self.images),
                        "labels": hashlib.sha256(self.images.labels.astype("<i8").tobytes()).hexdigest(),
                        "classes": list(self.images.class_names)}
         return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
 
-    def forward(self, subject: Subject) -> dict:
-        """Probabilities and pooled features at the model's CKA layers, from one pass over the audit images."""
-        if subject.name not in self._forward:
-            layers = self.cka_layers(subject)
-            probabilities, features = [], {name: [] for name in layers}
-            with torch.no_grad():
-                for x, _ in self.images.batches(256):
-                    with subject.capture(layers) as taps:
-                        probabilities.append(subject.logits(x).float().softmax(1).cpu())
-                    for name in layers:
-                        features[name].append(as_rows(taps[name]).cpu())
-            self._forward[subject.name] = {"probabilities": torch.cat(probabilities),
-                                           "features": {k: torch.cat(v) for k, v in features.items()}}
-        return self._forward[subject.name]
-
-    def maps(self, subject: Subject, method: str) -> torch.Tensor | str:
-        """(N, H, W) maps of the ground-truth classes, computed once per model and method for every stage; or why
-        the method cannot explain this model (Grad-CAM cannot hook a TorchScript module)."""
-        from kdscope.explainers import explain
-
-        key = (subject.name, method)
-        if key not in self._maps:
-            try:
-                self._maps[key] = explain(subject, self.x, self.y, method=method).maps_2d.detach().cpu()
-            except (ValueError, TypeError, RuntimeError, AttributeError) as error:
-                self._maps[key] = str(error)
-        return self._maps[key]
-
     def cka_layers(self, subject: Subject) -> list[str]:
-        chosen = self.plan.cka_layers.get(subject.name, "auto")
-        if chosen != "auto":
-            return list(chosen)
-        if subject.twin is not None or not hookable(subject):
-            return []
-        return representation_layers(subject, self.x[:1])
+        if subject.name not in self._cka_layers:
+            chosen = self.plan.cka_layers.get(subject.name, "auto")
+            if chosen != "auto":
+                layers = list(chosen)
+            elif subject.twin is not None or not hookable(subject):
+                layers = []
+            else:
+                layers = representation_layers(subject, self.read(np.arange(1)))
+            self._cka_layers[subject.name] = layers
+        return self._cka_layers[subject.name]
+
+
+def _pixels_digest(images: ImageSet) -> str:
+    """The images' bytes for an in-memory set; for a lazy one, what its source says identifies them (reading
+    50,000 images only to name them would cost a pass over the data)."""
+    if isinstance(images.pixels, LazyArray):
+        return images.pixels.fingerprint
+    return hashlib.sha256(np.ascontiguousarray(images.pixels).tobytes()).hexdigest()
 
 
 def _listed(values: torch.Tensor | None) -> list[float] | None:

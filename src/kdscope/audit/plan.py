@@ -15,13 +15,18 @@ from kdscope.results.schema import StageRecord
 
 @dataclass(frozen=True)
 class Stage:
-    """One audit stage: its name in plans, results and the report, what it measures, and the function that runs it
-    on the audit's `AuditContext` (returning the stage's record, `results.STAGE_RECORDS[name]`, or why it could not
-    run)."""
+    """One audit stage: its name in plans, results and the report, and what it measures, in two steps so that
+    images can stream in batches and across processes. `measure(context, batch)` returns the batch's outcomes
+    (per-image arrays, or accumulators with `merge`); `finish(context, outcomes)` makes the stage's record
+    (`results.STAGE_RECORDS[name]`, or why it could not run) from every batch's outcomes joined in image order.
+    A stage without `measure` works on a fixed few images in `finish`. Stages of one `group` share a pass over the
+    images, and with it each batch's forward passes and maps."""
 
     name: str
     description: str
-    run: Callable[..., StageRecord]
+    measure: Callable[..., dict] | None
+    finish: Callable[..., StageRecord]
+    group: str
 
 
 STAGES: dict[str, Stage] = {}
@@ -34,7 +39,9 @@ class Plan:
     """What runs: how many images, which explainers (localisation when the data has masks; the gallery shows the
     first `gallery_images`), which attacks (each a dict of `run` arguments; the first with an eps also draws robust
     accuracy curves at `robust_eps` on `robust_images`), CKA layers per model name ('auto': up to four spatial
-    layers), the sanity checks."""
+    layers), the sanity checks, and how many images flow through the models at once (`batch_size`; None chooses
+    from the image size and the largest model, see `resolved_batch_size`). Results depend on the batch size (each
+    batch's attack has its own seed), so it is recorded with them."""
 
     images: int = 256
     stages: tuple[str, ...] = field(default_factory=lambda: tuple(STAGES))
@@ -46,6 +53,7 @@ class Plan:
     cka_layers: dict = field(default_factory=dict)
     sanity_methods: tuple[str, ...] = ("gradient", "gradcam")
     seed: int = 0
+    batch_size: int | None = None
 
     def validate(self) -> None:
         """Every field's type and range, each error naming its key: checked before any stage runs."""
@@ -53,6 +61,8 @@ class Plan:
         check_int("robust_images", self.robust_images, 1)
         check_int("gallery_images", self.gallery_images, 0)
         check_int("seed", self.seed, 0)
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size, 1)
         check_names("stages", self.stages, list(STAGES))
         check_names("explainers", self.explainers, list(METHODS))
         check_names("sanity_methods", self.sanity_methods, list(METHODS))
@@ -144,3 +154,15 @@ def _check_like_default(key: str, value: object, default: object) -> None:
     if not ok:
         raise ValueError(f"plan key {key!r} must be a {type(default).__name__} like its default {default!r}, "
                          f"got {value!r}")
+
+
+def resolved_batch_size(batch_size: int | None, image_shape: tuple[int, ...], parameters: int) -> int:
+    """The batch size given, or one that keeps a batch's activations (and the backward pass of explainers and
+    attacks) modest: about 2^19 pixels per batch (128 images at 64x64, 8 at 224x224), halved for models over 50M
+    parameters, as a power of two in [4, 256]. It depends on nothing but the plan, the images and the models, so
+    the same audit gets the same batches on any machine."""
+    if batch_size is not None:
+        return batch_size
+    pixels = max(1, image_shape[-1] * image_shape[-2])
+    size = (1 << 19) // pixels // (2 if parameters > 50_000_000 else 1)
+    return min(256, max(4, 1 << max(0, size.bit_length() - 1)))

@@ -4,8 +4,11 @@ with its interval, and the distilled student against its independent control, pa
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from kdscope.audit.batch import Batch
 from kdscope.audit.context import AuditContext
+from kdscope.audit.outcomes import Outcomes
 from kdscope.compare.probes import compare_outcomes, consensus, invariance, shape_decisions
 from kdscope.core.stats import bootstrap_ci
 from kdscope.data.imageset import ImageSet
@@ -28,24 +31,34 @@ PROBES = {
 }
 
 
-def probes(context: AuditContext) -> ProbesStage | Unavailable:
-    description = dict(context.images.description)
-    if description.pop("dataset", None) != "probeworld":
+def measure_probes(context: AuditContext, batch: Batch) -> dict:
+    """Per image of the batch: each probe's outcome per model, on ProbeWorld's variants of the batch's scenes
+    (rendered for this batch only), and whether the batch's images are those scenes."""
+    variants = _variants(context)
+    if variants is None:
+        return {}
+    source = context.indices[batch.positions]
+    scenes = {name: variant.subset(source) for name, variant in variants.items()}
+    parts: dict[str, np.ndarray] = {"same_scenes": np.array([bool(torch.equal(scenes["clean"].images(), batch.x))])}
+    for subject in context.subjects:
+        parts[f"colour_invariance/{subject.name}"] = invariance(subject, scenes["clean"], scenes["colour_shift"])
+        parts[f"shape_bias/{subject.name}"] = shape_decisions(subject, scenes["cue_conflict"])
+        if subject is not context.teacher:
+            parts[f"teacher_consensus_unseen_domain/{subject.name}"] = consensus(context.teacher, subject,
+                                                                                 scenes["unseen_domain"])
+    return parts
+
+
+def finish_probes(context: AuditContext, outcomes: Outcomes) -> ProbesStage | Unavailable:
+    if _variants(context) is None:
         return Unavailable(NOT_PROBEWORLD)
-    variants = {name: _variant(description, name, context.indices) for name in
-                ("clean", "colour_shift", "unseen_domain", "cue_conflict")}
-    if not np.array_equal(variants["clean"].pixels, context.images.pixels):
+    if not outcomes.array("same_scenes").all():
         return Unavailable(NOT_THE_SCENES)
-    outcomes = {
-        "colour_invariance": {s.name: invariance(s, variants["clean"], variants["colour_shift"])
-                              for s in context.subjects},
-        "teacher_consensus_unseen_domain": {s.name: consensus(context.teacher, s, variants["unseen_domain"])
-                                            for s in context.others},
-        "shape_bias": {s.name: shape_decisions(s, variants["cue_conflict"]) for s in context.subjects},
-    }
     student, control, seed = context.distilled, context.independent, context.plan.seed
     records = {}
-    for probe, per_model in outcomes.items():
+    for probe, description in PROBES.items():
+        models = context.others if probe == "teacher_consensus_unseen_domain" else context.subjects
+        per_model = {s.name: outcomes.array(f"{probe}/{s.name}") for s in models}
         if probe == "shape_bias":
             paired = Unavailable(NOT_PAIRED)
         elif student is None or control is None:
@@ -53,16 +66,24 @@ def probes(context: AuditContext) -> ProbesStage | Unavailable:
         else:
             paired = PairedOutcome(**compare_outcomes(per_model[student.name], per_model[control.name], seed=seed))
         records[probe] = ProbeRecord(
-            description=PROBES[probe], paired=paired,
+            description=description, paired=paired,
             models={name: bootstrap_ci(values, seed=seed) if len(values) else Unavailable(NO_IMAGES_SCORED)
                     for name, values in per_model.items()})
-    return ProbesStage(images=len(context.x), student=student and student.name, control=control and control.name,
+    return ProbesStage(images=len(context), student=student and student.name, control=control and control.name,
                        probes=records)
 
 
-def _variant(description: dict, variant: str, indices: np.ndarray) -> ImageSet:
-    """The same scenes (the audit's sample of the set its description names) rendered as `variant`."""
+def _variants(context: AuditContext) -> dict[str, ImageSet] | None:
+    """ProbeWorld's variants of the set the audit images were sampled from, rendered lazily; None when the
+    images are not ProbeWorld's."""
     from kdscope.data import probeworld
 
-    known = {key: value for key, value in description.items() if key not in ("class_order",)}
-    return probeworld(**{**known, "variant": variant}).subset(indices)
+    description = dict(context.images.description)
+    if description.pop("dataset", None) != "probeworld":
+        return None
+    if "probe_variants" not in context.shared:
+        known = {key: value for key, value in description.items() if key not in ("class_order",)}
+        context.shared["probe_variants"] = {
+            name: probeworld(**{**known, "variant": name}, cache_dir=False, lazy=True)
+            for name in ("clean", "colour_shift", "unseen_domain", "cue_conflict")}
+    return context.shared["probe_variants"]

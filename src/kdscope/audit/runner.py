@@ -1,32 +1,38 @@
 """`audit(subjects, data, plan) -> Results`: every comparison the plan asks for, the teacher against every other
 Subject, with the independent student as the control wherever a statistic has one.
 
-Each model's forward pass over the audit images (probabilities and the feature taps CKA needs) runs once and is
-shared by the stages that use it, and so does each model's map per explainer (Grad-CAM serves both the agreement
-and the localisation stages). Every finished stage is written to `cache/STAGE.json` atomically, keyed by the
-plan, the models and the images, so an interrupted audit resumes where it stopped without recomputing finished
-stages and gives the same Results.
+Images stream in batches of `plan.batch_size`: each stage keeps per-image outcomes and accumulators, never a
+tensor of every image's maps, so memory does not grow with the number of images beyond a few numbers per image.
+Stages that share work run in one pass (the forward passes for predictions and CKA; the maps for the map
+agreement, localisation and gallery stages). Inside an initialised torch.distributed process group (torchrun),
+batch b goes to rank b % world size, rank 0 joins every batch's outcomes in image order and makes the records,
+and every rank returns the same Results, equal to one process's. Every finished stage is written to
+`cache/STAGE.json` atomically (by rank 0), keyed by the plan, the models and the images, so an interrupted audit
+resumes where it stopped without recomputing finished stages and gives the same Results.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
+from kdscope.audit.batch import rounds
 from kdscope.audit.cache import read_cached_stage, write_cached_stage
 from kdscope.audit.context import AuditContext, plain
-from kdscope.audit.plan import Plan
+from kdscope.audit.distributed import from_rank_zero, gather_in_rank_order, world
+from kdscope.audit.outcomes import Outcomes
+from kdscope.audit.plan import Plan, resolved_batch_size
 from kdscope.audit.stages import STAGES
 from kdscope.core.inputs import prepare_data
 from kdscope.core.profile import cpu_latency_ms, parameter_counts, state_dict_bytes
-from kdscope.core.progress import progress_bar, progress_line
+from kdscope.core.progress import ImageProgress, progress_line
 from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
 from kdscope.data.sampling import stratified_sample
 from kdscope.results.models import ModelRecord
-from kdscope.results.schema import Results, stage_from_plain
+from kdscope.results.schema import Results, StageRecord, stage_from_plain
 
 
 def audit(subjects: Sequence[Subject], data: ImageSet, plan: Plan = Plan(), *, cache: str | Path | None = None,
@@ -36,7 +42,8 @@ def audit(subjects: Sequence[Subject], data: ImageSet, plan: Plan = Plan(), *, c
 
     Before any stage: the data's classes are matched by name to the teacher's (or to `class_names`, the models'
     classes in output order), every model must give the same number of class scores, and the audit images are a
-    seeded sample of `plan.images`, stratified by class."""
+    seeded sample of `plan.images`, stratified by class. Data read lazily (`load_dataset(..., lazy=True)`) is
+    read batch by batch."""
     plan.validate()
     subjects = list(subjects)
     if not subjects:
@@ -46,29 +53,82 @@ def audit(subjects: Sequence[Subject], data: ImageSet, plan: Plan = Plan(), *, c
     data, warnings = prepare_data(subjects, data, class_names)
     chosen = stratified_sample(data.labels, plan.images, plan.seed)
     images = data.subset(chosen)
+    largest = max(parameter_counts(s.model)["parameters"] for s in subjects)
+    plan = replace(plan, batch_size=resolved_batch_size(plan.batch_size, images.image_shape, largest))
     context = AuditContext(subjects, images, plan, chosen)
-    sample = (f"all {len(data)} images" if len(chosen) == len(data) else
-              f"{len(chosen)} of {len(data)} images, a seeded sample (seed {plan.seed}) stratified by class")
-    results = Results(models=[_model_record(s, tuple(images.image_shape)) for s in subjects],
-                      plan=plain(asdict(plan)),
-                      data={**images.description, "images_audited": len(images), "sample": sample,
-                            "warnings": warnings})
-    for stage in progress_bar(plan.stages, desc="audit", disable=not progress):
-        path = Path(cache) / f"{stage}.json" if cache is not None else None
-        key = context.key(stage)
-        stored = read_cached_stage(path, key, partial(stage_from_plain, stage)) if path is not None else None
+    rank, world_size = world()
+    records = _cached_records(context, cache) if rank == 0 else {}
+    pending = from_rank_zero([stage for stage in plan.stages if stage not in records])
+    try:
+        for group in _groups(pending):
+            records.update(_run_group(context, group, (rank, world_size), progress, cache))
+    except KeyboardInterrupt:
+        if rank == 0 and progress:
+            done = [stage for stage in plan.stages if stage in records]
+            where = f"; run the same audit again to resume from the cache in {cache}" if cache is not None else ""
+            progress_line(f"audit interrupted: stages finished {done or 'none'}{where}")
+        raise
+    results = None
+    if rank == 0:
+        sample = (f"all {len(data)} images" if len(chosen) == len(data) else
+                  f"{len(chosen)} of {len(data)} images, a seeded sample (seed {plan.seed}) stratified by class")
+        results = Results(models=[_model_record(s, tuple(images.image_shape)) for s in subjects],
+                          plan=plain(asdict(plan)),
+                          data={**images.description, "images_audited": len(images), "sample": sample,
+                                "warnings": warnings})
+        results.stages.update({stage: records[stage] for stage in plan.stages})
+    return from_rank_zero(results)
+
+
+def _cached_records(context: AuditContext, cache: str | Path | None) -> dict[str, StageRecord]:
+    """The stages a previous run of the same audit finished."""
+    records = {}
+    for stage in context.plan.stages if cache is not None else ():
+        stored = read_cached_stage(Path(cache) / f"{stage}.json", context.key(stage), partial(stage_from_plain, stage))
         if stored is not None:
-            results.stages[stage] = stored
-            continue
-        if progress:
-            progress_line(f"audit: {stage}")
-        # The record kept is the one its JSON reads back as (Python numbers, lists), so that a fresh stage and a
-        # cached one are the same record.
-        result = plain(STAGES[stage].run(context).to_plain())
-        results.stages[stage] = stage_from_plain(stage, result)
-        if path is not None:
-            write_cached_stage(path, key, result)
-    return results
+            records[stage] = stored
+    return records
+
+
+def _groups(stages: Sequence[str]) -> list[list[str]]:
+    """The stages in passes: those of one group together, groups in the order of their first stage."""
+    groups: dict[str, list[str]] = {}
+    for stage in stages:
+        groups.setdefault(STAGES[stage].group, []).append(stage)
+    return list(groups.values())
+
+
+def _run_group(context: AuditContext, group: list[str], ranks: tuple[int, int], progress: bool,
+               cache: str | Path | None) -> dict[str, StageRecord]:
+    """One pass over the images for the stages of a group; their records on rank 0 (nothing on the others)."""
+    rank, world_size = ranks
+    streaming = [STAGES[name] for name in group if STAGES[name].measure is not None]
+    outcomes = {name: Outcomes() for name in group}
+    if streaming:
+        bar = ImageProgress(len(context), f"audit: {'+'.join(group)}", disable=not progress or rank != 0)
+        for batch, images in rounds(context, rank, world_size):
+            parts = None if batch is None else ({s.name: s.measure(context, batch) for s in streaming},
+                                                dict(context.refusals))
+            for item in gather_in_rank_order(parts) or ():
+                if item is not None:
+                    for name, batch_parts in item[0].items():
+                        outcomes[name].add(batch_parts)
+                    for key, reason in item[1].items():
+                        context.refusals.setdefault(key, reason)
+            bar.update(images)
+        bar.close()
+    elif progress and rank == 0:
+        progress_line(f"audit: {'+'.join(group)}")
+    records = {}
+    if rank == 0:
+        for name in group:
+            # The record kept is the one its JSON reads back as (Python numbers, lists), so that a fresh stage and
+            # a cached one are the same record.
+            result = plain(STAGES[name].finish(context, outcomes[name]).to_plain())
+            records[name] = stage_from_plain(name, result)
+            if cache is not None:
+                write_cached_stage(Path(cache) / f"{name}.json", context.key(name), result)
+    return records
 
 
 def _model_record(subject: Subject, image_shape: tuple[int, ...]) -> ModelRecord:

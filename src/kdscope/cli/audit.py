@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import click
+import torch
 
 from kdscope.cli.common import (
     OUTPUT_OPTION,
@@ -80,6 +81,11 @@ def load_models(references: list[tuple[str, str | None]], weight_files: tuple[st
 @click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="TOML or YAML plan: images, stages, explainers, attacks, cka_layers, ..., checks.")
 @click.option("--images", type=click.IntRange(4), default=None, help="Audit images (overrides the plan).")
+@click.option("--batch-size", type=click.IntRange(1), default=None,
+              help="Images per batch (overrides the plan; default: chosen from the image size and the models).")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the models run: cpu, cuda, cuda:1 (int8 models stay on the CPU). Under torchrun each "
+                   "rank takes the GPU of its LOCAL_RANK.")
 @click.option("--checks", "check_texts", multiple=True,
               help="A gate such as 'cam_agreement >= 0.6' or 'int8_top1_agreement >= 99%' (repeatable).")
 @click.option("--mean", default=None, help="Per-channel mean for models that record none, comma-separated.")
@@ -93,18 +99,42 @@ def load_models(references: list[tuple[str, str | None]], weight_files: tuple[st
 def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, ...], others: tuple[str, ...],
                   weight_files: tuple[str, ...], random_weights: bool, data_spec: str, split: str,
                   image_size: int | None,
-                  class_names: str | None, plan_path: Path | None, images: int | None, check_texts: tuple[str, ...],
-                  mean: str | None, std: str | None, trust_checkpoint: bool, output: str | None, fresh: bool,
-                  quiet: bool, out: Path) -> None:
+                  class_names: str | None, plan_path: Path | None, images: int | None, batch_size: int | None,
+                  device: str, check_texts: tuple[str, ...], mean: str | None, std: str | None,
+                  trust_checkpoint: bool, output: str | None, fresh: bool, quiet: bool, out: Path) -> None:
     """Audit the teacher against every other model; write OUT/index.html and OUT/results.json. Exits with 1 when
-    a --checks gate fails, listing the failures."""
+    a --checks gate fails, listing the failures. Images are read batch by batch; under
+    `torchrun --nproc_per_node=N -m kdscope audit ...` each process audits its share of the batches and rank 0
+    writes the report (the same as one process's)."""
+    from kdscope.audit.distributed import torchrun_group
+
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as error:
+        raise click.BadParameter(f"{error}", param_hint="--device") from error
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA is not available on this machine; use --device cpu", param_hint="--device")
+    with torchrun_group(device) as rank_device:
+        _audit(teacher, students, controls, others, weight_files, random_weights, data_spec, split, image_size,
+               class_names, plan_path, images, batch_size, rank_device, check_texts, mean, std, trust_checkpoint,
+               output, fresh, quiet, out)
+
+
+def _audit(teacher: str, students: tuple[str, ...], controls: tuple[str, ...], others: tuple[str, ...],
+           weight_files: tuple[str, ...], random_weights: bool, data_spec: str, split: str, image_size: int | None,
+           class_names: str | None, plan_path: Path | None, images: int | None, batch_size: int | None,
+           device: str, check_texts: tuple[str, ...], mean: str | None, std: str | None, trust_checkpoint: bool,
+           output: str | None, fresh: bool, quiet: bool, out: Path) -> None:
     from kdscope.audit import Plan, audit
+    from kdscope.audit.distributed import world
     from kdscope.reports import findings, write_report
     from kdscope.results.checks import evaluate_checks, failures, parse_check
 
     table, file_checks = read_plan_file(plan_path) if plan_path else ({}, [])
     if images is not None:
         table["images"] = images
+    if batch_size is not None:
+        table["batch_size"] = batch_size
     all_checks = [*file_checks, *check_texts]
     try:
         plan = Plan.from_mapping(table)
@@ -116,12 +146,13 @@ def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, 
                   *((r, "independent_student") for r in controls), *((r, None) for r in others)]
     if len(references) == 1:
         raise click.UsageError("give at least one model to compare with the teacher (--student, --control, --model)")
-    source = ModelSource(None, random_weights, floats(mean), floats(std), None, trust_checkpoint, output)
+    source = ModelSource(None, random_weights, floats(mean), floats(std), None, trust_checkpoint, output, device)
     subjects = load_models(references, weight_files, source)
     names = tuple(n.strip() for n in class_names.split(",")) if class_names else None
     rendered = plan.images if data_spec.partition(":")[0] == "probeworld" else None
-    data = load_data(data_spec, split, rendered, image_size, 0)
-    if fresh and (out / "cache").exists():
+    data = load_data(data_spec, split, rendered, image_size, 0, lazy=True)
+    first = world()[0] == 0
+    if fresh and first and (out / "cache").exists():
         shutil.rmtree(out / "cache")
     try:
         results = audit(subjects, data, plan, cache=out / "cache", progress=not quiet, class_names=names)
@@ -130,6 +161,8 @@ def audit_command(teacher: str, students: tuple[str, ...], controls: tuple[str, 
     except (ValueError, TypeError, RuntimeError) as error:
         raise click.ClickException(f"the audit stopped: {error}. Finished stages are cached in {out / 'cache'}; "
                                    "rerun the same command to resume.") from error
+    if not first:
+        return
     results.checks = evaluate_checks(results, all_checks)
     results.meta = {"made_by": "kdscope audit", "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     html = write_report(results, out, overwrite=True)  # OUT is this audit's own folder: a rerun replaces it

@@ -26,9 +26,9 @@ def floats(text: str | None) -> list[float] | None:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from error
 
 
-def load_data(spec: str, split: str, n: int | None, size: int | None, seed: int) -> ImageSet:
+def load_data(spec: str, split: str, n: int | None, size: int | None, seed: int, *, lazy: bool = False) -> ImageSet:
     try:
-        return load_dataset(spec, split=split, n=n, size=size, seed=seed)
+        return load_dataset(spec, split=split, n=n, size=size, seed=seed, lazy=lazy)
     except (ValueError, FileNotFoundError, KeyError, TypeError) as error:
         raise click.UsageError(str(error)) from error
 
@@ -44,6 +44,7 @@ class ModelSource:
     class_names: tuple[str, ...] | None = None
     trust: bool = False
     output: str | None = None
+    device: str = "cpu"
 
     def load(self, reference: str, *, role: str | None = None, weights: str | None = None,
              name: str | None = None):
@@ -55,7 +56,7 @@ class ModelSource:
             return load_subject(reference, name=name, role=role, weights=weights or self.weights, trust=self.trust,
                                 default_mean=self.mean, default_std=self.std,
                                 random_weights=self.random_weights and not (weights or self.weights),
-                                output=self.output)
+                                output=self.output, device=self.device)
         except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as error:
             raise click.ClickException(f"cannot load {reference!r}: {error}") from error
 

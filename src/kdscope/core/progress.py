@@ -57,3 +57,28 @@ class _LineWhenDone(Generic[T]):
             rate = f"{count / seconds:.2f}/s" if seconds > 0 else "-"
             line = f"{self.desc}: {count} in {seconds:.1f} s ({rate})" + (f", {self.postfix}" if self.postfix else "")
             print(line, file=self.stream, flush=True)
+
+
+class ImageProgress:
+    """Progress of a pass over images, with images/s: tqdm's bar on a terminal or in a notebook; elsewhere one line
+    '{desc}: {count} images in {seconds} s ({rate} images/s)' when it closes."""
+
+    def __init__(self, total: int, desc: str, *, disable: bool = False, stream: TextIO | None = None) -> None:
+        self.stream, self.desc, self.disable = stream or sys.stderr, desc, disable
+        self.count, self.started = 0, time.perf_counter()
+        self.bar = (tqdm(total=total, desc=desc, unit="img", file=self.stream)
+                    if not disable and _live(self.stream) else None)
+
+    def update(self, images: int) -> None:
+        self.count += images
+        if self.bar is not None:
+            self.bar.update(images)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif not self.disable:
+            seconds = time.perf_counter() - self.started
+            rate = f"{self.count / seconds:.1f}" if seconds > 0 else "-"
+            print(f"{self.desc}: {self.count} images in {seconds:.1f} s ({rate} images/s)", file=self.stream,
+                  flush=True)

@@ -1,7 +1,8 @@
-"""ImageSet: the one in-memory dataset type every kdscope data source produces.
+"""ImageSet: the one dataset type every kdscope data source produces.
 
 Pixels are stored as uint8 (compact, byte-exact for caching) and handed out as raw float32 NCHW in [0, 1]:
-normalisation belongs to the Subject, never to the data.
+normalisation belongs to the Subject, never to the data. Pixels and masks are in memory, or a `LazyArray` read
+batch by batch (an audit of a large folder never decodes it whole).
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from kdscope.data.lazy import LazyArray, take_rows
+
 
 @dataclass
 class ImageSet(torch.utils.data.Dataset):
     """Images, labels, optional ground-truth object masks and per-image extras (e.g. texture labels)."""
 
-    pixels: np.ndarray
+    pixels: np.ndarray | LazyArray
     labels: np.ndarray
     class_names: tuple[str, ...]
-    masks: np.ndarray | None = None
+    masks: np.ndarray | LazyArray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     description: dict = field(default_factory=dict)
 
@@ -57,18 +60,19 @@ class ImageSet(torch.utils.data.Dataset):
 
     def images(self, index: np.ndarray | slice | None = None) -> torch.Tensor:
         """Raw float32 images in [0, 1] (all of them, or those at `index`)."""
-        return to_float(self.pixels if index is None else self.pixels[index])
+        return to_float(self.pixels[:] if index is None else self.pixels[index])
 
     def targets(self, index: np.ndarray | slice | None = None) -> torch.Tensor:
         return torch.from_numpy(self.labels if index is None else self.labels[index])
 
     def subset(self, index: np.ndarray | slice) -> ImageSet:
-        """A new ImageSet holding the chosen images (copies, so the original is never changed)."""
+        """A new ImageSet holding the chosen images (copies, or views of a lazy source, so the original is never
+        changed)."""
         return ImageSet(
-            pixels=self.pixels[index].copy(),
+            pixels=take_rows(self.pixels, index),
             labels=self.labels[index].copy(),
             class_names=self.class_names,
-            masks=None if self.masks is None else self.masks[index].copy(),
+            masks=None if self.masks is None else take_rows(self.masks, index),
             extras={k: v[index].copy() for k, v in self.extras.items()},
             description=dict(self.description),
         )
@@ -87,10 +91,30 @@ class ImageSet(torch.utils.data.Dataset):
 
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and std of the raw [0, 1] pixels, for a Subject's normalisation."""
-        sample = self.pixels[: min(len(self), 4096)].astype(np.float64) / 255.0
-        mean = sample.mean(axis=(0, 2, 3))
-        std = sample.std(axis=(0, 2, 3)).clip(min=1e-3)
-        return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        count = min(len(self), 4096)
+        if isinstance(self.pixels, LazyArray):
+            mean, std = _chunked_channel_stats(self.pixels, count)
+        else:
+            sample = self.pixels[:count].astype(np.float64) / 255.0
+            mean, std = sample.mean(axis=(0, 2, 3)), sample.std(axis=(0, 2, 3))
+        return tuple(float(m) for m in mean), tuple(float(s) for s in std.clip(min=1e-3))
+
+    @property
+    def lazy(self) -> bool:
+        return isinstance(self.pixels, LazyArray)
+
+
+def _chunked_channel_stats(pixels: LazyArray, count: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of the first `count` images, read `chunk` at a time."""
+    total = np.zeros(pixels.shape[1])
+    squares = np.zeros(pixels.shape[1])
+    for start in range(0, count, chunk):
+        part = pixels[start:min(start + chunk, count)].astype(np.float64) / 255.0
+        total += part.sum(axis=(0, 2, 3))
+        squares += (part * part).sum(axis=(0, 2, 3))
+    values = count * pixels.shape[2] * pixels.shape[3]
+    mean = total / values
+    return mean, np.sqrt(np.maximum(squares / values - mean * mean, 0.0))
 
 
 def to_float(pixels: np.ndarray) -> torch.Tensor:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from kdscope.data.imageset import ImageSet, to_uint8
+from kdscope.data.lazy import LazyArray, RowCache, mapped, npz_member
 
 CLASS_NAMES = ("circle", "square", "triangle", "plus", "ring", "star", "L", "T", "crescent", "bar")
 VARIANTS = ("clean", "colour_shift", "unseen_domain", "cue_conflict", "shortcut", "random_labels")
@@ -74,9 +75,11 @@ class ProbeWorldSpec:
 
 def probeworld(
     n: int = 10000, *, split: str = "train", variant: str = "clean", seed: int = 0, size: int = 32,
-    cache_dir: str | Path | bool | None = None, **options: float,
+    cache_dir: str | Path | bool | None = None, lazy: bool = False, **options: float,
 ) -> ImageSet:
     """Generate (or load from the disk cache) a ProbeWorld set. `options` are further ProbeWorldSpec fields.
+    `lazy=True` renders (or reads from the cache file) only the images a batch asks for: the same bytes, in
+    bounded memory; a lazy set is not written to the cache.
 
     The cache lives in `cache_dir` (default `$KDSCOPE_CACHE/probeworld` or `~/.cache/kdscope/probeworld`);
     `cache_dir=False` or `KDSCOPE_NO_CACHE=1` turns it off."""
@@ -84,7 +87,9 @@ def probeworld(
     spec.validate()
     path = _cache_path(spec, cache_dir)
     if path is not None and path.exists():
-        return _load_cached(path, spec)
+        return _load_cached(path, spec, lazy)
+    if lazy:
+        return rendered_on_demand(spec)
     data = generate(spec)
     if path is not None:
         _save_cached(path, data)
@@ -93,26 +98,45 @@ def probeworld(
 
 def generate(spec: ProbeWorldSpec) -> ImageSet:
     """Render a ProbeWorld set from its spec, without touching any cache."""
+    scene = _scene(spec)
+    pixels, masks = _render_rows(scene, spec, np.arange(spec.n))
+    return _image_set(spec, scene, pixels, masks)
+
+
+def rendered_on_demand(spec: ProbeWorldSpec) -> ImageSet:
+    """The set `generate(spec)` makes, with pixels and masks rendered only for the rows a batch reads (a row
+    renders to the same bytes alone as in the whole set: each image's randomness is its own)."""
+    scene = _scene(spec)
+    rows = RowCache(lambda index: _render_rows(scene, spec, index))
+    shape = (spec.n, 3, spec.size, spec.size)
+    source = f"probeworld-v{GENERATOR_VERSION}-{spec.cache_key()}"
+    return _image_set(spec, scene, LazyArray(rows.part(0), shape, np.uint8, source=f"{source}-pixels"),
+                      LazyArray(rows.part(1), (spec.n, spec.size, spec.size), bool, source=f"{source}-masks"))
+
+
+def _scene(spec: ProbeWorldSpec) -> dict[str, np.ndarray]:
     spec.validate()
     scene = _sample_scene(spec)
     _apply_variant(scene, spec)
-    scene = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in scene.items()}
-    pixels = np.empty((spec.n, 3, spec.size, spec.size), np.uint8)
-    masks = np.empty((spec.n, spec.size, spec.size), bool)
-    for start in range(0, spec.n, _CHUNK):
-        part = {k: v[start : start + _CHUNK] for k, v in scene.items()}
+    return {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in scene.items()}
+
+
+def _render_rows(scene: dict[str, np.ndarray], spec: ProbeWorldSpec, index: np.ndarray) -> tuple[np.ndarray, ...]:
+    pixels = np.empty((len(index), 3, spec.size, spec.size), np.uint8)
+    masks = np.empty((len(index), spec.size, spec.size), bool)
+    for start in range(0, len(index), _CHUNK):
+        part = {k: v[index[start : start + _CHUNK]] for k, v in scene.items()}
         image, mask = _render(part, spec)
         pixels[start : start + _CHUNK] = to_uint8(image)
         masks[start : start + _CHUNK] = mask
+    return pixels, masks
+
+
+def _image_set(spec: ProbeWorldSpec, scene: dict[str, np.ndarray], pixels: np.ndarray | LazyArray,
+               masks: np.ndarray | LazyArray) -> ImageSet:
     extras = {k: scene[k].astype(np.int64) for k in ("texture_labels", "shortcut_labels") if k in scene}
-    return ImageSet(
-        pixels=pixels,
-        labels=scene["labels"].astype(np.int64),
-        class_names=CLASS_NAMES,
-        masks=masks,
-        extras=extras,
-        description={"dataset": "probeworld", **asdict(spec)},
-    )
+    return ImageSet(pixels=pixels, labels=scene["labels"].astype(np.int64), class_names=CLASS_NAMES, masks=masks,
+                    extras=extras, description={"dataset": "probeworld", **asdict(spec)})
 
 
 def _rng(spec: ProbeWorldSpec, stream: int) -> np.random.Generator:
@@ -319,10 +343,19 @@ def _save_cached(path: Path, data: ImageSet) -> None:
     os.replace(tmp, path)
 
 
-def _load_cached(path: Path, spec: ProbeWorldSpec) -> ImageSet:
+def _load_cached(path: Path, spec: ProbeWorldSpec, lazy: bool) -> ImageSet:
+    description = {"dataset": "probeworld", **asdict(spec)}
+    if lazy:
+        source = f"probeworld-v{GENERATOR_VERSION}-{spec.cache_key()}"
+        return ImageSet(pixels=mapped(npz_member(path, "pixels"), f"{source}-pixels"),
+                        labels=np.array(npz_member(path, "labels")), class_names=CLASS_NAMES,
+                        masks=mapped(npz_member(path, "masks"), f"{source}-masks"), extras=_cached_extras(path),
+                        description=description)
     with np.load(path, allow_pickle=False) as f:
-        extras = {k[len("extra_"):]: f[k] for k in f.files if k.startswith("extra_")}
-        return ImageSet(
-            pixels=f["pixels"], labels=f["labels"], class_names=CLASS_NAMES, masks=f["masks"],
-            extras=extras, description={"dataset": "probeworld", **asdict(spec)},
-        )
+        return ImageSet(pixels=f["pixels"], labels=f["labels"], class_names=CLASS_NAMES, masks=f["masks"],
+                        extras=_cached_extras(path), description=description)
+
+
+def _cached_extras(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        return {k[len("extra_"):]: f[k] for k in f.files if k.startswith("extra_")}

@@ -61,8 +61,10 @@ def load_subject(
     trust: bool = False,
     random_weights: bool = False,
     output: str | Callable[[object], torch.Tensor] | None = None,
+    device: str | torch.device = "cpu",
 ) -> Subject:
-    """Load a model as a Subject on the CPU.
+    """Load a model as a Subject on `device` (the CPU by default; an int8 model stays on the CPU, where its kernels
+    run).
 
     `reference` is a kdscope checkpoint (NAME.pt, or NAME.pt2 for int8, with NAME.json), a TorchScript file, a
     torch.export `.pt2` archive, a `package.module:function` that builds the network (then `weights` is its
@@ -98,6 +100,8 @@ def load_subject(
     if chosen_mean is None and chosen_std is None and not isinstance(model, torch.jit.ScriptModule):
         warnings.warn(f"{label} records no normalisation and none was given: it will see raw [0, 1] images. If it "
                       "was trained on normalised inputs, pass mean=/std= (CLI: --mean/--std).", stacklevel=2)
+    if twin is None:
+        model = model.to(device)
     return Subject(
         model,
         name=label,
