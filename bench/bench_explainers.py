@@ -12,15 +12,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
 import statistics
-import subprocess
-import sys
-import tarfile
-import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from captum.attr import GuidedBackprop, LayerGradCam, Occlusion, Saliency
 
-from common import demo_setting
+from common import demo_setting, grad_cam_modules
 from kdscope import Subject, zoo
 from kdscope.core.checkpoint import library_versions
 from kdscope.core.subject import RawInputModel
@@ -41,28 +35,10 @@ RESULTS = Path(__file__).parent / "results"
 SANITY_METHODS = ("gradient", "guided_backprop", "gradcam", "guided_gradcam")
 
 
-
-
-
-
 def grad_cam_guided_backprop() -> type:
-    """`GuidedBackpropReLUModel` from the grad-cam 1.5.7 sdist. The package itself cannot be installed here (it
-    requires torchvision, which does not work with this torch), so its two pure-torch modules are loaded by path."""
-    folder = Path(tempfile.mkdtemp())
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                    "grad-cam==1.5.7", "-d", str(folder)], check=True)
-    with tarfile.open(next(folder.glob("grad_cam-*.tar.gz"))) as archive:
-        archive.extractall(folder, filter="data")
-    root = next(folder.glob("grad_cam-*")) / "pytorch_grad_cam"
-    for package in ("pytorch_grad_cam", "pytorch_grad_cam.utils"):
-        sys.modules.setdefault(package, types.ModuleType(package))
-    for name, path in (("pytorch_grad_cam.utils.find_layers", root / "utils" / "find_layers.py"),
-                       ("pytorch_grad_cam.guided_backprop", root / "guided_backprop.py")):
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules["pytorch_grad_cam.guided_backprop"].GuidedBackpropReLUModel
+    """`GuidedBackpropReLUModel` from pytorch-grad-cam (see `grad_cam_modules`)."""
+    (module,) = grad_cam_modules("pytorch_grad_cam.guided_backprop")
+    return module.GuidedBackpropReLUModel
 
 
 def timing(repeats: int = 9) -> dict:

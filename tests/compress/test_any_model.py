@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 from torch import nn
 from transformers import ResNetConfig, ResNetForImageClassification, ViTConfig, ViTForImageClassification
@@ -16,6 +17,7 @@ from transformers import ResNetConfig, ResNetForImageClassification, ViTConfig, 
 from kdscope import Subject, load_subject, zoo
 from kdscope.cli.main import main
 from kdscope.compress import (
+    DistillationLoss,
     DistillConfig,
     PruneConfig,
     QuantizeConfig,
@@ -25,7 +27,9 @@ from kdscope.compress import (
     quantize,
     structured_prune,
 )
+from kdscope.compress.distill import _hint_regressors
 from kdscope.core.checkpoint import UnsafeCheckpointError, read_metadata
+from kdscope.core.layers import TokenLayout
 from kdscope.data import probeworld
 from kdscope.store.loading import build_from_factory
 from kdscope.train import TrainConfig, train
@@ -101,6 +105,70 @@ def test_distill_into_a_student_that_returns_a_model_output(trained, world):
     wrong = ResNetForImageClassification(ResNetConfig(embedding_size=8, hidden_sizes=[8], depths=[1], num_labels=5))
     with pytest.raises(ValueError, match="the student 5"):
         distill(trained["tiny_vit"], data, student=wrong, train=TrainConfig(epochs=1), progress=False)
+
+
+def test_a_vit_token_hint_matches_a_direct_computation(trained, world):
+    """A FitNets hint on a ViT block's tokens: the class token dropped, the 16 patch tokens laid on their 4x4 grid
+    (row by row), the student's conv map pooled to that grid and mapped by the 1x1 regressor; the loss term equals
+    that computation written out by hand, and its gradient reaches the student and the regressor."""
+    data, _ = world
+    teacher = trained["tiny_vit"]
+    student = Subject(zoo.build("student", 10, width=2, seed=0).eval(), name="cnn")
+    hint = ("features.19", "vit.layers.1")
+    x, y = data.images(slice(0, 8)), data.targets(slice(0, 8))
+    terms = {}
+    for weight in (0.0, 3.0):
+        config = DistillConfig(hints=(hint,), hint_weight=weight)
+        with student.capture([hint[0]], detach=False) as features:
+            regressors, layouts = _hint_regressors(teacher, student, data, config.hints, features)
+            loss = DistillationLoss(teacher, config, 1, features, regressors, layouts)
+            logits = student.model(student.normalize(x))
+            terms[weight] = loss(logits, y, x)
+    assert layouts[1]["vit.layers.1"] == TokenLayout(1, (4, 4)) and layouts[0] == {}
+    regressor = regressors["0"]
+    assert isinstance(regressor, nn.Conv2d) and (regressor.in_channels, regressor.out_channels) == (8, 16)
+
+    captured = {}
+    handles = [student.model.features[19].register_forward_hook(lambda _m, _i, out: captured.update(s=out)),
+               teacher.model.vit.layers[1].register_forward_hook(lambda _m, _i, out: captured.update(t=out))]
+    with torch.no_grad():
+        student.model(student.normalize(x))
+        teacher.model(teacher.normalize(x))
+    for handle in handles:
+        handle.remove()
+    tokens = captured["t"][:, 1:]                                      # (N, 16, D) without the class token
+    grid = torch.stack([torch.stack([tokens[:, 4 * r + c] for c in range(4)], dim=-1) for r in range(4)], dim=-2)
+    pooled = F.adaptive_avg_pool2d(captured["s"], (4, 4))
+    with torch.no_grad():
+        expected = 3.0 * F.mse_loss(regressor(pooled), grid)
+    torch.testing.assert_close((terms[3.0] - terms[0.0]).detach(), expected, atol=1e-5, rtol=1e-4)
+    terms[3.0].backward()
+    assert regressor.weight.grad.abs().sum() > 0
+
+
+def test_distill_with_a_token_hint_and_refusals_that_name_the_candidates(trained, world):
+    data, _ = world
+    config = DistillConfig(hints=(("features.19", "vit.layers.1"),))
+    result = distill(trained["tiny_vit"], data, config, student=zoo.build("student", 10, width=2, seed=0),
+                     train=TrainConfig(epochs=1, batch_size=32), control=False, progress=False)
+    assert result.lineage.hyperparameters["distill"]["hints"] == [["features.19", "vit.layers.1"]]
+    assert not any(m._forward_hooks for m in result.subject.model.modules())
+    assert not any(m._forward_hooks for m in trained["tiny_vit"].model.modules())
+    vit_student = tiny_vit()
+    result = distill(trained["tiny_resnet"], data, DistillConfig(hints=(("vit.layers.0", "resnet.encoder.stages.1"),)),
+                     student=vit_student, train=TrainConfig(epochs=1, batch_size=32), control=False,
+                     progress=False)
+    assert result.subject.logits(data.images(slice(0, 2))).shape == (2, 10)
+    with trained["tiny_vit"].capture(["vit.layers.0.attention"]) as taps:   # returns (output, attention weights)
+        trained["tiny_vit"].logits(data.images(slice(0, 2)))
+    assert taps["vit.layers.0.attention"].shape == (2, 17, 16)
+    refusals = {"vit.embeddings.patch_embeddings": r"outputs shape \(1, 16, 16\).*candidates: .*'vit.layers.1'",
+                "classifier": r"\(2, 8, 8, 8\) and \(2, 10\) cannot be matched"}
+    for layer, message in refusals.items():
+        with pytest.raises(ValueError, match=message):
+            distill(trained["tiny_vit"], data, DistillConfig(hints=(("features.19", layer),)),
+                    student=zoo.build("student", 10, width=2, seed=0), train=TrainConfig(epochs=1),
+                    progress=False)
 
 
 @pytest.mark.parametrize("name", ["tiny_vit", "tiny_resnet"])

@@ -16,9 +16,10 @@ from transformers import (
 )
 
 from kdscope import Subject, explain
+from kdscope.core.layers import TokenLayout, check_layer, survey
 from kdscope.explainers import ActivationRuleError
 from kdscope.explainers.gradcam import layer_gradcam
-from kdscope.explainers.layers import TokenLayout, check_layer, gradcam_layer, representation_layers, survey
+from kdscope.explainers.layers import gradcam_layer, representation_layers
 from tests.module_state import assert_modules_unchanged, modules_snapshot
 
 

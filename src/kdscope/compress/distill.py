@@ -19,6 +19,7 @@ from kdscope.compress.compressed import Compressed, check_data
 from kdscope.compress.kd_losses import LOSSES, distillation_loss
 from kdscope.compress.lineage import Lineage, model_metrics
 from kdscope.core.checkpoint import update_metadata
+from kdscope.core.layers import TokenLayout, check_layer
 from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet
 from kdscope.train import TrainConfig
@@ -29,7 +30,8 @@ from kdscope.train import train as run_training
 class DistillConfig:
     """Loss `kind` ('kl' Hinton, 'reverse_kl', 'logits' L2), temperature (linearly annealed to `temperature_end`
     when given), weight `alpha` on the hard-label cross-entropy, and FitNets hints as (student layer, teacher layer)
-    pairs weighted by `hint_weight`."""
+    pairs weighted by `hint_weight`. A hint layer is a conv map (N, C, H, W), a vector (N, C), or a ViT's patch
+    tokens (N, T, D), which are laid on their grid as a (N, D, rows, columns) map, prefix tokens dropped."""
 
     kind: str = field(default="kl", metadata={"choices": LOSSES})
     temperature: float = 4.0
@@ -58,14 +60,17 @@ class DistillConfig:
 
 class DistillationLoss(nn.Module):
     """The trainer's loss hook: the frozen teacher runs once per batch in eval mode under no_grad; FitNets
-    regressors (1x1 conv or linear) are its own parameters, trained with the student."""
+    regressors (1x1 conv or linear) are its own parameters, trained with the student. `layouts` holds, per hint
+    layer name, the token layout that turns a ViT's token output into a map (`_hint_regressors` finds them)."""
 
     def __init__(self, teacher: Subject, config: DistillConfig, total_steps: int,
-                 student_features: dict[str, torch.Tensor], regressors: nn.ModuleDict) -> None:
+                 student_features: dict[str, torch.Tensor], regressors: nn.ModuleDict,
+                 layouts: tuple[dict[str, TokenLayout], dict[str, TokenLayout]] = ({}, {})) -> None:
         super().__init__()
         self.teacher, self.config, self.total_steps = teacher, config, total_steps
         self.student_features = student_features
         self.regressors = regressors
+        self.student_layouts, self.teacher_layouts = layouts
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -77,8 +82,9 @@ class DistillationLoss(nn.Module):
         loss = distillation_loss(logits, teacher_logits, labels, kind=self.config.kind, temperature=temperature,
                                  alpha=self.config.alpha)
         for index, (student_layer, teacher_layer) in enumerate(self.config.hints):
-            student_map, teacher_map = _align(self.student_features[student_layer],
-                                              teacher_features[teacher_layer].to(logits.device))
+            student_map = _as_map(self.student_features[student_layer], self.student_layouts.get(student_layer))
+            teacher_map = _as_map(teacher_features[teacher_layer], self.teacher_layouts.get(teacher_layer))
+            student_map, teacher_map = _align(student_map, teacher_map.to(logits.device))
             loss = loss + self.config.hint_weight * F.mse_loss(self.regressors[str(index)](student_map), teacher_map)
         return loss
 
@@ -115,8 +121,8 @@ def distill(
     total_steps = train.epochs * math.ceil(len(data) / train.batch_size)
     checkpoint = Path(out) / f"{name}.pt" if out is not None else None
     with student_subject.capture([s for s, _ in config.hints], detach=False) as student_features:
-        regressors = _hint_regressors(teacher, student_subject, data, config.hints, student_features)
-        loss = DistillationLoss(teacher, config, total_steps, student_features, regressors)
+        regressors, layouts = _hint_regressors(teacher, student_subject, data, config.hints, student_features)
+        loss = DistillationLoss(teacher, config, total_steps, student_features, regressors, layouts)
         run_training(kd_student, data, train, eval_data=eval_data, loss=loss, mean=mean, std=std,
                      checkpoint=checkpoint, progress=progress, name=name, role="student")
     hyperparameters = {"distill": {**asdict(config), "hints": [list(h) for h in config.hints]}, "train": asdict(train),
@@ -169,11 +175,14 @@ def _check_compatible(teacher: Subject, student: nn.Module, data: ImageSet) -> N
 
 
 def _hint_regressors(teacher: Subject, student: Subject, data: ImageSet, hints: tuple[tuple[str, str], ...],
-                     student_features: dict[str, torch.Tensor]) -> nn.ModuleDict:
-    """One learned map per hint pair from the student's channels to the teacher's, sized by a dry run."""
+                     student_features: dict[str, torch.Tensor],
+                     ) -> tuple[nn.ModuleDict, tuple[dict[str, TokenLayout], dict[str, TokenLayout]]]:
+    """One learned map per hint pair from the student's channels to the teacher's, sized by a dry run, and the token
+    layouts of the hint layers that output ViT tokens (student's, teacher's)."""
     regressors = nn.ModuleDict()
+    layouts: tuple[dict[str, TokenLayout], dict[str, TokenLayout]] = ({}, {})
     if not hints:
-        return regressors
+        return regressors, layouts
     for student_layer, teacher_layer in hints:
         student.layer(student_layer)
         teacher.layer(teacher_layer)
@@ -182,16 +191,43 @@ def _hint_regressors(teacher: Subject, student: Subject, data: ImageSet, hints: 
         student.logits(probe)
         teacher.logits(probe)
     for index, (student_layer, teacher_layer) in enumerate(hints):
-        s, t = student_features[student_layer], teacher_features[teacher_layer]
+        maps = []
+        for subject, layer, features, found in ((student, student_layer, student_features, layouts[0]),
+                                                (teacher, teacher_layer, teacher_features, layouts[1])):
+            tensor = features[layer]
+            if tensor.ndim == 3:
+                found[layer] = _token_layout(subject, probe, layer, (student_layer, teacher_layer))
+                tensor = found[layer].to_map(tensor)
+            maps.append(tensor)
+        s, t = maps
         if s.ndim != t.ndim or s.ndim not in (2, 4):
             raise ValueError(
                 f"hint pair ({student_layer!r} -> {teacher_layer!r}): features of shape {tuple(s.shape)} and "
-                f"{tuple(t.shape)} cannot be matched; pair two conv maps (N, C, H, W) or two vectors (N, C)"
+                f"{tuple(t.shape)} cannot be matched; pair two conv maps (N, C, H, W) or ViT patch tokens "
+                "(N, T, D), or two vectors (N, C)"
             )
         layer = nn.Conv2d(s.shape[1], t.shape[1], 1) if s.ndim == 4 else nn.Linear(s.shape[1], t.shape[1])
         regressors[str(index)] = layer.to(student.device)
     student_features.clear()
-    return regressors
+    return regressors, layouts
+
+
+def _token_layout(subject: Subject, probe: torch.Tensor, layer: str, pair: tuple[str, str]) -> TokenLayout:
+    """The layout of a (N, T, D) hint layer's patch tokens; anything else of rank 3 (a patch embedding without its
+    prefix tokens, a sequence model's states) is refused with the layers that would do."""
+    try:
+        layout = check_layer(subject, probe, layer)
+    except ValueError as error:
+        raise ValueError(f"hint pair {pair}: {error}") from None
+    if layout is None:
+        raise ValueError(f"hint pair {pair}: layer {layer!r} of {subject.name} outputs (N, T, D) values that are "
+                         "not a ViT's patch tokens; name a block's output or a conv map")
+    return layout
+
+
+def _as_map(features: torch.Tensor, layout: TokenLayout | None) -> torch.Tensor:
+    """A hint layer's output as the regressor takes it: ViT tokens on their patch grid, anything else as it is."""
+    return features if layout is None else layout.to_map(features)
 
 
 def _align(student_map: torch.Tensor, teacher_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,7 @@ backward hook is registered), deleting the ones that did not exist before.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -78,3 +78,11 @@ class ModuleChanges:
     def _remember(self, module: nn.Module, name: str, previous: object) -> None:
         """Keep the first value seen: that is the one from before the block."""
         self._saved.setdefault((id(module), name), (module, previous))
+
+
+def first_tensor(output: object) -> torch.Tensor | None:
+    """A module's output tensor: the output itself, else the first tensor in a tuple, list or dict (a ModelOutput)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    values = output.values() if isinstance(output, Mapping) else output if isinstance(output, (tuple, list)) else ()
+    return next((tensor for tensor in map(first_tensor, values) if tensor is not None), None)

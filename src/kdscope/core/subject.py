@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from kdscope.core.hooks import ModuleChanges
+from kdscope.core.hooks import ModuleChanges, first_tensor
 
 ROLES = ("teacher", "student", "independent_student", "pruned", "quantized", "other")
 
@@ -209,14 +209,19 @@ class Subject:
     @contextmanager
     def capture(self, names: Sequence[str], *, detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
         """Record the outputs of the named layers during forward passes inside the block; hooks always removed.
-        In-place activations are switched off inside, so a following `ReLU(inplace=True)` cannot overwrite what
-        was recorded."""
+        A layer that returns a tuple, dict or ModelOutput (an attention module's (output, weights)) is recorded as
+        its first tensor. In-place activations are switched off inside, so a following `ReLU(inplace=True)` cannot
+        overwrite what was recorded."""
         store: dict[str, torch.Tensor] = {}
         with ModuleChanges() as changes:
             changes.no_inplace(self.model)
             for name in names:
-                def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor, name: str = name) -> None:
-                    store[name] = output.detach() if detach else output
+                def hook(_module: nn.Module, _inputs: tuple, output: object, name: str = name) -> None:
+                    tensor = first_tensor(output)
+                    if tensor is None:
+                        raise TypeError(f"layer {name!r} of {self.name} returned {type(output).__name__}, which "
+                                        "holds no tensor to record; name a layer that outputs one")
+                    store[name] = tensor.detach() if detach else tensor
                 changes.hook(self.layer(name).register_forward_hook, hook)
             yield store
 

@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
-from kdscope.core.hooks import ModuleChanges
+from kdscope.core.hooks import ModuleChanges, first_tensor
+from kdscope.core.layers import check_layer, hookable_model
 from kdscope.core.subject import Subject
 from kdscope.explainers.base import Explanation, check_explain_inputs, frozen, target_logits
 from kdscope.explainers.gradients import modified_relu_gradient
-from kdscope.explainers.layers import check_layer, first_tensor, gradcam_layer, hookable_model
+from kdscope.explainers.layers import gradcam_layer
 
 
 def layer_gradcam(subject: Subject, x: torch.Tensor, target: torch.Tensor, layer: str) -> torch.Tensor:

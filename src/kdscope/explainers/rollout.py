@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from kdscope.core.layers import survey
 from kdscope.core.subject import Subject
 from kdscope.explainers.base import Explanation, check_explain_inputs, frozen
-from kdscope.explainers.layers import survey
 
 _SOFTMAX = {torch.ops.aten._softmax, torch.ops.aten.softmax}
 _FUSED = {getattr(torch.ops.aten, name) for name in (
