@@ -6,6 +6,8 @@ Every audit runs in its own process so that peak resident memory (ru_maxrss, the
 models, data) belongs to that audit alone; a watchdog stops a run that passes --memory-limit GB and reports how far
 it got. Models are built from seeds, untrained (memory and speed do not depend on what the weights learned): a zoo
 ResNet teacher, a distilled-architecture student, its independent control, a 50%-pruned teacher and an int8 teacher.
+The plan has every stage, with Grad-CAM as the explainer, FGSM for the transfer matrix and one robust eps, so that
+10,000 images fit in a bench's time on two cores.
 
     python bench/bench_scale.py memory            # N = 1,000 and 10,000 at 64x64, now and before
     python bench/bench_scale.py resnet18          # ResNet-18-sized teacher at 224x224, N = 1,000
@@ -43,22 +45,22 @@ def models(size: str, device: str = "cpu") -> list:
 
     torch.manual_seed(0)
     if size == "resnet18":
-        teacher_model = zoo.build("resnet", 10, seed=0, width=128, blocks=2)
+        teacher_model = resnet18_model()
         student_model = zoo.build("student", 10, seed=1, width=16)
         pixels = 224
     else:
-        teacher_model = zoo.build("resnet", 10, seed=0, width=16, blocks=1)
-        student_model = zoo.build("student", 10, seed=1, width=8)
+        teacher_model = zoo.build("resnet", 10, seed=0, width=4, blocks=1)
+        student_model = zoo.build("student", 10, seed=1, width=2)
         pixels = 64
     mean, std = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
     teacher = Subject(teacher_model.to(device).eval(), name="teacher", role="teacher", mean=mean, std=std)
     subjects = [teacher, Subject(student_model.to(device).eval(), name="kd", role="student", mean=mean, std=std)]
     if size == "resnet18":
         return subjects
-    control = zoo.build("student", 10, seed=2, width=8).to(device).eval()
+    control = zoo.build("student", 10, seed=2, width=2).to(device).eval()
     subjects.append(Subject(control, name="alone", role="independent_student", mean=mean, std=std))
     subjects.append(prune(teacher, config=PruneConfig(sparsity=0.5), name="pruned", progress=False).subject)
-    cpu_teacher = Subject(zoo.build("resnet", 10, seed=0, width=16, blocks=1).eval(), name="teacher", mean=mean,
+    cpu_teacher = Subject(zoo.build("resnet", 10, seed=0, width=4, blocks=1).eval(), name="teacher", mean=mean,
                           std=std)
     calibration = probeworld(64, split="train", size=pixels, cache_dir=False)
     subjects.append(quantize(cpu_teacher, calibration, QuantizeConfig(calibration_images=64), name="int8",
@@ -66,24 +68,47 @@ def models(size: str, device: str = "cpu") -> list:
     return subjects
 
 
+def resnet18_model() -> object:
+    """ResNet-18 (11.2M parameters at 10 classes) from HuggingFace's config, randomly initialised: torchvision does
+    not load with this torch, and the zoo's ResNets keep full resolution in their first stage."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    config = ResNetConfig(num_labels=10, layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512],
+                          embedding_size=64)
+    return ResNetForImageClassification(config)
+
+
 def worker(args: argparse.Namespace) -> None:
-    """One audit in this process; prints one JSON line with its peak memory and time."""
+    """One audit in this process (or this torchrun rank); rank 0 prints one JSON line with its peak memory and
+    time."""
     import torch
 
+    torch.set_num_threads(args.threads)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from kdscope.audit.distributed import torchrun_group
+
+        with torchrun_group(args.device) as device:
+            _audit(args, device, first=int(os.environ["RANK"]) == 0)
+    else:
+        _audit(args, args.device, first=True)
+
+
+def _audit(args: argparse.Namespace, device: str, first: bool) -> None:
     from kdscope.audit import Plan, audit
     from kdscope.data import load_dataset
 
-    torch.set_num_threads(args.threads)
-    subjects = models(args.size, args.device)
+    subjects = models(args.size, device)
     pixels = 224 if args.size == "resnet18" else 64
     try:
         data = load_dataset("probeworld", split="test", n=args.images, size=pixels, lazy=True)
     except TypeError:  # the code before streaming has no lazy sets
         data = load_dataset("probeworld", split="test", n=args.images, size=pixels)
-    plan = Plan(images=args.images, explainers=("gradcam", "gradient"), sanity_methods=("gradient",),
+    plan = Plan(images=args.images, explainers=("gradcam",), sanity_methods=("gradient",),
                 attacks=({"attack": "fgsm", "eps": 4 / 255},), robust_eps=(4 / 255,), robust_images=64)
     started = time.perf_counter()
-    results = audit(subjects, data, plan, progress=True)
+    results = audit(subjects, data, plan, progress=first)
+    if not first:
+        return
     if args.json:
         Path(args.json).write_text(results.to_json())
     print(json.dumps({"seconds": time.perf_counter() - started,
@@ -91,13 +116,17 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def run(images: int, size: str, *, python_path: Path, limit_gb: float, threads: int = 2, device: str = "cpu",
-        json_out: Path | None = None, prefix: tuple[str, ...] = ()) -> dict:
-    """Run one audit in a child process, watching its resident memory; its measurements and per-stage rates."""
-    command = [*prefix, sys.executable, str(Path(__file__).resolve()), "worker", "--images", str(images), "--size",
+        json_out: Path | None = None, launcher: tuple[str, ...] = ()) -> dict:
+    """Run one audit in a child process (under `launcher`, python's arguments before the script: torchrun's),
+    watching its resident memory; its measurements and per-stage rates."""
+    command = [sys.executable, *launcher, str(Path(__file__).resolve()), "worker", "--images", str(images), "--size",
                size, "--threads", str(threads), "--device", device]
     if json_out is not None:
         command += ["--json", str(json_out)]
-    environment = {**os.environ, "PYTHONPATH": str(python_path), "KDSCOPE_NO_CACHE": "1"}
+    inherited = [part for part in os.environ.get("PYTHONPATH", "").split(os.pathsep) if part and "kdscope" not in part
+                 and not part.endswith("/src")]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(python_path), *inherited]),
+                   "KDSCOPE_NO_CACHE": "1"}
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
     peak = {"gb": 0.0, "killed": False}
@@ -163,7 +192,7 @@ def _stage_lines(row: dict) -> list[str]:
 
 def resnet18(limit_gb: float, device: str = "cpu") -> list[str]:
     row = run(1000, "resnet18", python_path=ROOT / "src", limit_gb=limit_gb, device=device)
-    return [f"ResNet-18-sized teacher (zoo resnet width 128, 11M parameters) and a student at 224x224, N = 1,000, "
+    return [f"ResNet-18 teacher (HuggingFace config, 11.2M parameters) and a zoo student at 224x224, N = 1,000, "
             f"{device}: {'completed' if row['ok'] else 'did not complete'}, peak {row['peak_rss_gb']:.2f} GB, "
             f"{row['seconds']:.0f} s in all.", ""] + _stage_lines(row)
 
@@ -174,7 +203,7 @@ def world(limit_gb: float, images: int = 300) -> list[str]:
     out.mkdir(exist_ok=True)
     one = run(images, "small", python_path=ROOT / "src", limit_gb=limit_gb, threads=1, json_out=out / "one.json")
     two = run(images, "small", python_path=ROOT / "src", limit_gb=limit_gb, threads=1, json_out=out / "two.json",
-              prefix=("torchrun", "--standalone", "--nproc_per_node=2"))
+              launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"))
     same = _without_timings(out / "one.json") == _without_timings(out / "two.json")
     return ["| processes | seconds | results.json (less latencies) |", "|---|---|---|",
             f"| 1 | {one['seconds']:.0f} | - |", f"| 2 (gloo) | {two['seconds']:.0f} | "

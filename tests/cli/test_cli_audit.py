@@ -56,9 +56,10 @@ def _audit(root, out, *extra):
 
 
 def test_torchscript_models_on_an_image_folder_gate_on_checks(user_files, tmp_path):
-    passing = _audit(user_files, tmp_path, "--checks", "top1_agreement >= 0")
+    passing = _audit(user_files, tmp_path, "--checks", "top1_agreement >= 0", "--batch-size", "5")
     assert passing.exit_code == 0, passing.output
     results = json.loads((tmp_path / "results.json").read_text())
+    assert results["plan"]["batch_size"] == 5 and results["data"]["images_audited"] == 16
     assert (tmp_path / "index.html").exists() and len(results["checks"]) == 2
     assert results["data"]["class_order"] == "matched by name to the classes of the given class names"
     cams = results["stages"]["cams"]
@@ -80,6 +81,12 @@ def test_torchscript_models_on_an_image_folder_gate_on_checks(user_files, tmp_pa
 def test_bad_checks_and_plans_are_usage_errors(user_files, tmp_path, extra, message):
     result = _audit(user_files, tmp_path, *extra)
     assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU this machine lacks")
+def test_a_gpu_this_machine_lacks_is_a_usage_error(user_files, tmp_path):
+    result = _audit(user_files, tmp_path, "--device", "cuda")
+    assert result.exit_code == 2 and "CUDA is not available" in result.output
 
 
 def test_an_unknown_plan_key_lists_the_known_ones(user_files, tmp_path):
