@@ -51,7 +51,7 @@ def test_audit_fills_every_stage_with_its_record_and_round_trips(subjects, tiny_
     assert again.stages.keys() == results.stages.keys()
 
 
-def test_an_interrupted_audit_resumes_without_recomputing(subjects, tiny_world, tmp_path, monkeypatch):
+def test_an_interrupted_audit_resumes_without_recomputing(subjects, tiny_world, tmp_path, monkeypatch, capsys):
     calls = {"predictions": 0}
     original_predictions = STAGES["predictions"].finish
     original_attacks = STAGES["attacks"]
@@ -60,13 +60,17 @@ def test_an_interrupted_audit_resumes_without_recomputing(subjects, tiny_world, 
         calls["predictions"] += 1
         return original_predictions(context, outcomes)
 
-    def broken(_context, _batch):
-        raise RuntimeError("injected failure")
+    def interrupted(_context, _batch):
+        raise KeyboardInterrupt
 
     monkeypatch.setitem(STAGES, "predictions", replace(STAGES["predictions"], finish=counted))
-    monkeypatch.setitem(STAGES, "attacks", replace(original_attacks, measure=broken))
-    with pytest.raises(RuntimeError, match="injected"):
-        audit(subjects, tiny_world[1], PLAN, cache=tmp_path, progress=False)
+    monkeypatch.setitem(STAGES, "attacks", replace(original_attacks, measure=interrupted))
+    with pytest.raises(KeyboardInterrupt):
+        audit(subjects, tiny_world[1], PLAN, cache=tmp_path, progress=True)
+    said = capsys.readouterr().err
+    assert "audit interrupted: stages finished ['predictions', 'cka', 'cams', 'explanations', 'gallery']" in said
+    assert f"resume from the cache in {tmp_path}" in said
+    assert "audit: predictions+cka: 24 images in" in said and "images/s" in said
     assert calls["predictions"] == 1 and (tmp_path / "cams.json").exists()
     monkeypatch.setitem(STAGES, "attacks", original_attacks)
     resumed = audit(subjects, tiny_world[1], PLAN, cache=tmp_path, progress=False)
