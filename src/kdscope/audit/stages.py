@@ -9,7 +9,7 @@ import json
 import numpy as np
 import torch
 
-from kdscope.attacks import ATTACKS
+from kdscope.attacks import ATTACKS, run
 from kdscope.attacks.transfer import curve_from_outcomes, robust_outcomes, transfer_from_predictions
 from kdscope.audit.batch import Batch
 from kdscope.audit.context import AuditContext
@@ -239,8 +239,6 @@ def _measure_attacks(context: AuditContext, batch: Batch) -> dict:
         name, params = _attack_params(context, config, batch)
         round_to_8bit = bool(params.pop("round_to_8bit", False))
         for source in context.subjects:
-            from kdscope.attacks import run
-
             adversarial = run(source, batch.x, batch.y, attack=name, **params).adversarial.cpu()
             if round_to_8bit:
                 adversarial = torch.round(adversarial * 255) / 255
