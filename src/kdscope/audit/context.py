@@ -16,7 +16,6 @@ from kdscope.core.profile import weights_digest
 from kdscope.core.subject import Subject
 from kdscope.core.version import __version__
 from kdscope.data.imageset import ImageSet
-from kdscope.data.lazy import LazyArray
 from kdscope.explainers.layers import hookable, representation_layers
 from kdscope.results.schema import SCHEMA_VERSION
 
@@ -82,7 +81,7 @@ class AuditContext:
 def _pixels_digest(images: ImageSet) -> str:
     """The images' bytes for an in-memory set; for a lazy one, what its source says identifies them (reading
     50,000 images only to name them would cost a pass over the data)."""
-    if isinstance(images.pixels, LazyArray):
+    if images.lazy:
         return images.pixels.fingerprint
     return hashlib.sha256(np.ascontiguousarray(images.pixels).tobytes()).hexdigest()
 

@@ -101,6 +101,7 @@ class ImageSet(torch.utils.data.Dataset):
 
     @property
     def lazy(self) -> bool:
+        """True when the pixels are read per batch (`LazyArray`) rather than held in memory."""
         return isinstance(self.pixels, LazyArray)
 
 
