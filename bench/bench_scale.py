@@ -103,7 +103,8 @@ def _audit(args: argparse.Namespace, device: str, first: bool) -> None:
         data = load_dataset("probeworld", split="test", n=args.images, size=pixels, lazy=True)
     except TypeError:  # the code before streaming has no lazy sets
         data = load_dataset("probeworld", split="test", n=args.images, size=pixels)
-    plan = Plan(images=args.images, explainers=("gradcam",), sanity_methods=("gradient",),
+    stages = tuple(args.stages.split(",")) if args.stages else Plan().stages
+    plan = Plan(images=args.images, stages=stages, explainers=("gradcam",), sanity_methods=("gradient",),
                 attacks=({"attack": "fgsm", "eps": 4 / 255},), robust_eps=(4 / 255,), robust_images=64)
     started = time.perf_counter()
     results = audit(subjects, data, plan, progress=first)
@@ -116,11 +117,11 @@ def _audit(args: argparse.Namespace, device: str, first: bool) -> None:
 
 
 def run(images: int, size: str, *, python_path: Path, limit_gb: float, threads: int = 2, device: str = "cpu",
-        json_out: Path | None = None, launcher: tuple[str, ...] = ()) -> dict:
+        json_out: Path | None = None, launcher: tuple[str, ...] = (), stages: str = "") -> dict:
     """Run one audit in a child process (under `launcher`, python's arguments before the script: torchrun's),
     watching its resident memory; its measurements and per-stage rates."""
     command = [sys.executable, *launcher, str(Path(__file__).resolve()), "worker", "--images", str(images), "--size",
-               size, "--threads", str(threads), "--device", device]
+               size, "--threads", str(threads), "--device", device, "--stages", stages]
     if json_out is not None:
         command += ["--json", str(json_out)]
     inherited = [part for part in os.environ.get("PYTHONPATH", "").split(os.pathsep) if part and "kdscope" not in part
@@ -163,9 +164,9 @@ def previous_code() -> Path:
     return tree / "src"
 
 
-def memory(limit_gb: float) -> list[str]:
+def memory(limit_gb: float, stages: str) -> list[str]:
     now, before = ROOT / "src", previous_code()
-    rows = {(code, n): run(n, "small", python_path=path, limit_gb=limit_gb)
+    rows = {(code, n): run(n, "small", python_path=path, limit_gb=limit_gb, stages=stages)
             for code, path in (("streaming", now), ("before", before)) for n in (1000, 10000)}
     lines = ["| code | N = 1,000 | N = 10,000 | ratio | time 1,000 | time 10,000 |", "|---|---|---|---|---|---|"]
     for code in ("streaming", "before"):
@@ -176,8 +177,8 @@ def memory(limit_gb: float) -> list[str]:
         ratio = f"{large['peak_rss_gb'] / small['peak_rss_gb']:.2f}" if large["ok"] else "-"
         lines.append(f"| {code} | {small['peak_rss_gb']:.2f} GB | {large_text} | {ratio} | {small['seconds']:.0f} s | "
                      f"{large['seconds']:.0f} s |")
-    lines += ["", "Per stage, streaming, N = 10,000 (images/s):", ""] + _stage_lines(rows[("streaming", 10000)])
-    return lines
+    lines += ["", f"Stages: {stages or 'all'}. Per pass, streaming, N = 10,000:", ""]
+    return lines + _stage_lines(rows[("streaming", 10000)])
 
 
 def _last_stage(row: dict) -> str:
@@ -226,14 +227,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=None)
     parser.add_argument("--memory-limit", type=float, default=16.0, help="GB of resident memory before a run stops")
+    parser.add_argument("--stages", default="", help="comma-separated audit stages (default: all)")
     args = parser.parse_args()
     if args.what == "worker":
         worker(args)
         return
     from timing import cpu_model
 
-    lines = {"memory": lambda: memory(args.memory_limit), "resnet18": lambda: resnet18(args.memory_limit),
-             "world": lambda: world(args.memory_limit),
+    lines = {"memory": lambda: memory(args.memory_limit, args.stages),
+             "resnet18": lambda: resnet18(args.memory_limit), "world": lambda: world(args.memory_limit),
              "gpu": lambda: resnet18(args.memory_limit, device="cuda")}[args.what]()
     text = "\n".join([f"CPU: {cpu_model()}", "", *lines])
     print(text)
