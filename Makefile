@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_explainers.py --only pointing
 	$(BIN)/python bench/bench_cka.py
 	$(BIN)/python bench/bench_audit.py
+	$(BIN)/python bench/bench_real_models.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

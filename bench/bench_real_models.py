@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import statistics
@@ -222,7 +223,7 @@ def main() -> None:
     args = parser.parse_args()
     setting = Setting.quick() if args.quick else Setting()
     torch.set_num_threads(setting.threads)
-    begin = time.perf_counter()
+    begin, load_at_start = time.perf_counter(), os.getloadavg()
     train_set = probeworld(setting.train_images, split="train", seed=0, size=setting.size)
     test_set = probeworld(setting.test_images, split="test", seed=0, size=setting.size)
     subjects, training = train_models(setting, train_set, test_set)
@@ -242,32 +243,37 @@ def main() -> None:
     localisation = localisation_pair(subjects["vit"], subjects["cnn_teacher"], test_set,
                                      setting.localisation_images)
     timing = gradcam_timing(subjects["vit"], test_set, setting.timing_images, setting.timing_repeats)
-    summary = {"setting": asdict(setting), "quick": args.quick, "cpu": cpu_model(), **training,
+    summary = {"setting": asdict(setting), "quick": args.quick, "cpu": cpu_model(),
+               "load_average": {"start": load_at_start, "end": os.getloadavg()}, **training,
                "audit_seconds": audit_seconds, "stage_seconds": stage_seconds, "stages": status,
                "cka": {name: grid.to_plain() for name, grid in grids.items()},
                "audit_localisation_gradcam": audit_localisation, "localisation": localisation,
                "gradcam_timing": timing, "total_seconds": time.perf_counter() - begin,
                "versions": library_versions()}
-    RESULTS.parent.mkdir(exist_ok=True)
-    (RESULTS.with_name("real_models_quick.json") if args.quick else RESULTS).write_text(
-        json.dumps(summary, indent=1, default=float))
-    show(summary)
+    path = RESULTS.with_name("real_models_quick.json") if args.quick else RESULTS
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(summary, indent=1, default=float))
+    text = tables(summary)
+    path.with_suffix(".md").write_text(text)
+    print(text)
 
 
-def show(summary: dict) -> None:
+def tables(summary: dict) -> str:
+    """The Markdown tables of a run, from its JSON summary."""
     s = summary["setting"]
-    print(f"\nCPU: {summary['cpu']}, {s['threads']} threads; ProbeWorld {s['size']}x{s['size']}, "
-          f"{s['train_images']} train / {s['test_images']} test images, {s['epochs']} epochs each; total "
-          f"{summary['total_seconds'] / 60:.1f} min (audit {summary['audit_seconds']:.0f} s)\n")
-    print("| model | test accuracy | training time |")
-    print("|---|---|---|")
+    load = summary.get("load_average")
+    busy = f"; load average {load['start'][0]:.1f} at the start, {load['end'][0]:.1f} at the end" if load else ""
+    lines = [f"CPU: {summary['cpu']}, {s['threads']} threads; ProbeWorld {s['size']}x{s['size']}, "
+             f"{s['train_images']} train / {s['test_images']} test images, {s['epochs']} epochs each; total "
+             f"{summary['total_seconds'] / 60:.1f} min (audit {summary['audit_seconds']:.0f} s){busy}",
+             "", "| model | test accuracy | training time |", "|---|---|---|"]
     seconds = summary["train_seconds"]
     for name, accuracy in summary["test_accuracy"].items():
-        spent = seconds.get(name, seconds["distill_and_control"] if name in (STUDENT, CONTROL) else 0)
-        note = " (KD and control together)" if name in (STUDENT, CONTROL) else ""
-        print(f"| {name} | {accuracy:.1%} | {spent:.0f} s{note} |")
-    print("\n| audit stage | time | result | refused entries (where: why, shortened; the JSON has each full reason) |")
-    print("|---|---|---|---|")
+        together = name in (STUDENT, CONTROL)
+        spent = seconds["distill_and_control"] if together else seconds[name]
+        lines.append(f"| {name} | {accuracy:.1%} | {spent:.0f} s{' (KD and control together)' if together else ''} |")
+    lines += ["", "| audit stage | time | result | refused entries (where: why, shortened; the JSON has each reason) |",
+              "|---|---|---|---|"]
     for stage, entry in summary["stages"].items():
         reasons: dict[str, list[str]] = {}
         for refusal in entry["refused"]:
@@ -276,39 +282,37 @@ def show(summary: dict) -> None:
         cell = "; ".join(f"{', '.join(where)}: {reason}" for reason, where in reasons.items()) or "none"
         result = "filled" if not entry["refused"] else (
             "refused" if not entry["filled"] else f"filled, {len(entry['refused'])} entries refused")
-        print(f"| {stage} | {summary['stage_seconds'].get(stage, 0):.0f} s | {result} | {cell} |")
+        lines.append(f"| {stage} | {summary['stage_seconds'].get(stage, 0):.0f} s | {result} | {cell} |")
     for name, grid in summary["cka"].items():
         if Unavailable.holds(grid):
-            print(f"\nCKA {name}: unavailable: {grid['unavailable']}")
+            lines += ["", f"CKA {name}: unavailable: {grid['unavailable']}"]
             continue
         bound = max(abs(v) for row in grid["control"] for v in row)
-        print(f"\nCKA, ViT blocks (rows) x {name} layers (columns), {'debiased' if grid['debiased'] else 'biased'}, "
-              f"features {grid['reduce']}-pooled over positions; shuffled-pairing control within +-{bound:.2f}\n")
-        print("| ViT block | " + " | ".join(grid["columns"]) + " |")
-        print("|---|" + "---|" * len(grid["columns"]))
-        for row, values in zip(grid["rows"], grid["values"]):
-            print(f"| {row} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+        kind = "debiased" if grid["debiased"] else "biased"
+        lines += ["", f"CKA ({kind}), ViT blocks (rows) x {name} layers (columns), each layer's output "
+                      f"{grid['reduce']}-pooled over its positions; shuffled-pairing control within +-{bound:.2f}",
+                  "", "| ViT block | " + " | ".join(grid["columns"]) + " |", "|---|" + "---|" * len(grid["columns"])]
+        lines += [f"| {row} | " + " | ".join(f"{v:.2f}" for v in values) + " |"
+                  for row, values in zip(grid["rows"], grid["values"])]
     loc = summary["localisation"]
-    print(f"\nGrad-CAM localisation on {loc['images']} test images, true class (masks cover "
-          f"{loc['mask_area_share']:.0%} of the image):\n")
-    print("| model | pointing game [95% CI] | relevance mass in mask [95% CI] |")
-    print("|---|---|---|")
-    for name, scores in loc["scores"].items():
-        print(f"| {name} | {_ci(scores['pointing_game'])} | {_ci(scores['relevance_mass'])} |")
+    lines += ["", f"Grad-CAM localisation on {loc['images']} test images, true class (masks cover "
+                  f"{loc['mask_area_share']:.0%} of the image):",
+              "", "| model | pointing game [95% CI] | relevance mass in mask [95% CI] |", "|---|---|---|"]
+    lines += [f"| {name} | {_ci(scores['pointing_game'])} | {_ci(scores['relevance_mass'])} |"
+              for name, scores in loc["scores"].items()]
     gap = loc["vit_minus_cnn_points"]
-    print(f"| ViT - CNN teacher, paired (points) | {gap['pointing_game'][0]:+.1f} [{gap['pointing_game'][1]:+.1f}, "
-          f"{gap['pointing_game'][2]:+.1f}] | {gap['relevance_mass'][0]:+.1f} [{gap['relevance_mass'][1]:+.1f}, "
-          f"{gap['relevance_mass'][2]:+.1f}] |")
-    print("\nIn the audit (its own sample of images):")
+    lines.append("| ViT - CNN teacher, paired (points) | " + " | ".join(
+        f"{gap[m][0]:+.1f} [{gap[m][1]:+.1f}, {gap[m][2]:+.1f}]" for m in ("pointing_game", "relevance_mass")) + " |")
+    lines += ["", "In the audit (its own sample of images):"]
     for name, entry in summary["audit_localisation_gradcam"].items():
         shown = entry["unavailable"] if "unavailable" in entry else _ci(entry["pointing_game"])
-        print(f"- {name}: Grad-CAM pointing game {shown}")
+        lines.append(f"- {name}: Grad-CAM pointing game {shown}")
     t = summary["gradcam_timing"]
-    print(f"\n| Grad-CAM on the ViT, {t['images']} images, layer {t['layer']} | kdscope | pytorch-grad-cam | "
-          "kdscope / peer | max abs difference (maps min-max scaled) |")
-    print("|---|---|---|---|---|")
-    print(f"| batch of {t['images']} | {1000 * t['ours_s']:.0f} ms | {1000 * t['peer_s']:.0f} ms | "
-          f"{t['ratio']:.2f} | {t['max_abs_difference_scaled']:.1e} |")
+    lines += ["", f"| Grad-CAM on the ViT, layer {t['layer']} | kdscope | pytorch-grad-cam | kdscope / peer | "
+                  "max abs difference (maps min-max scaled) |", "|---|---|---|---|---|",
+              f"| batch of {t['images']} images | {1000 * t['ours_s']:.0f} ms | {1000 * t['peer_s']:.0f} ms | "
+              f"{t['ratio']:.2f} | {t['max_abs_difference_scaled']:.1e} |"]
+    return "\n".join(lines) + "\n"
 
 
 def _ci(values: list[float]) -> str:
