@@ -3,7 +3,8 @@ into a zoo CNN, audited against that student and its independent control; its Gr
 teacher trained on the same images for the same number of epochs; kdscope's Grad-CAM on the ViT timed against
 pytorch-grad-cam's `GradCAM` with a hand-written `reshape_transform`.
 
-    python bench/bench_real_models.py           # about 10 min on 2 cores; writes bench/results/real_models.json
+    python bench/bench_real_models.py           # sized for about 10 min on 2 idle cores (59.5 min measured with the
+                                                # cores shared); writes bench/results/real_models.{json,md}
     python bench/bench_real_models.py --quick   # a smoke run of every part: few images, one epoch
 Prints Markdown tables (with the CPU model).
 """
