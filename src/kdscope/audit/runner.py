@@ -26,6 +26,7 @@ from kdscope.audit.outcomes import Outcomes
 from kdscope.audit.plan import Plan, resolved_batch_size
 from kdscope.audit.stages import STAGES
 from kdscope.core.inputs import prepare_data
+from kdscope.core.memory import release_freed_memory
 from kdscope.core.profile import cpu_latency_ms, parameter_counts, state_dict_bytes
 from kdscope.core.progress import ImageProgress, progress_line
 from kdscope.core.subject import Subject
@@ -115,6 +116,8 @@ def _run_group(context: AuditContext, group: list[str], ranks: tuple[int, int], 
                         outcomes[name].add(batch_parts)
                     for key, reason in item[1].items():
                         context.refusals.setdefault(key, reason)
+            del batch, parts
+            release_freed_memory()
             bar.update(images)
         bar.close()
     elif progress and rank == 0:
