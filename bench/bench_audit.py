@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from kdscope.audit import STAGES, Plan, audit
@@ -18,6 +17,7 @@ from kdscope.data import probeworld
 from kdscope.demo import DemoRecipe, run_demo
 from kdscope.reports import SIZE_BUDGET_BYTES, write_report
 from kdscope.store.loading import load_subject
+from timing import time_stages
 
 RESULTS = Path(__file__).parent / "results" / "audit.json"
 MODELS = ("teacher", "kd_student", "student_alone", "teacher_pruned80", "teacher_int8.pt2")
@@ -29,19 +29,7 @@ def main() -> None:
     subjects = [load_subject(Path("runs/demo") / (name if name.endswith(".pt2") else f"{name}.pt"))
                 for name in MODELS]
     test_data = probeworld(recipe.test_images, split="test", seed=recipe.seed)
-    seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
-
-    def timed(name: str, function):
-        def run(*args):
-            start = time.perf_counter()
-            result = function(*args)
-            seconds[name] += time.perf_counter() - start
-            return result
-        return run
-
-    for name, stage in list(STAGES.items()):
-        STAGES[name] = replace(stage, finish=timed(name, stage.finish),
-                               measure=stage.measure and timed(name, stage.measure))
+    seconds = time_stages()
     start = time.perf_counter()
     results = audit(subjects, test_data, Plan(images=512, stages=tuple(STAGES)), progress=False)
     total = time.perf_counter() - start

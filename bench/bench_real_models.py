@@ -14,12 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
-import subprocess
 import time
-from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 
 import torch
@@ -27,7 +25,7 @@ from transformers import ViTConfig, ViTForImageClassification
 
 from common import grad_cam_modules
 from kdscope import Subject, zoo
-from kdscope.audit import STAGES, Plan, audit
+from kdscope.audit import Plan, audit
 from kdscope.compress import DistillConfig, distill
 from kdscope.core.checkpoint import library_versions
 from kdscope.core.stats import bootstrap_ci
@@ -38,6 +36,7 @@ from kdscope.explainers import explain
 from kdscope.explainers.similarity import pointing_game, relevance_mass
 from kdscope.results.values import Unavailable
 from kdscope.train import TrainConfig, train
+from timing import cpu_model, time_stages
 
 RESULTS = Path(__file__).parent / "results" / "real_models.json"
 STUDENT = "kd_student"
@@ -64,12 +63,6 @@ class Setting:
     def quick(cls) -> Setting:
         return cls(train_images=200, test_images=64, epochs=1, audit_images=32, localisation_images=32,
                    timing_images=8, timing_repeats=2)
-
-
-def cpu_model() -> str:
-    found = [line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True)
-             .stdout.splitlines() if line.startswith("Model name")]
-    return found[0] if found else platform.processor()
 
 
 def build_vit(setting: Setting) -> ViTForImageClassification:
@@ -109,24 +102,6 @@ def train_models(setting: Setting, train_set, test_set) -> tuple[dict[str, Subje
     schedules_plain = {name: {k: v for k, v in asdict(c).items() if k != "augment"} | {"augment": repr(c.augment)}
                        for name, c in schedules.items()}
     return subjects, {"train_seconds": seconds, "test_accuracy": accuracy, "schedules": schedules_plain}
-
-
-def time_stages() -> dict[str, float]:
-    """Wrap every registered stage's steps with a clock (as bench_audit.py does); returns the seconds per stage."""
-    seconds = dict.fromkeys(STAGES, 0.0)
-
-    def timed(name: str, function):
-        def run(*args):
-            start = time.perf_counter()
-            result = function(*args)
-            seconds[name] += time.perf_counter() - start
-            return result
-        return run
-
-    for name, stage in list(STAGES.items()):
-        STAGES[name] = replace(stage, finish=timed(name, stage.finish),
-                               measure=stage.measure and timed(name, stage.measure))
-    return seconds
 
 
 def stage_status(results, stages: tuple[str, ...]) -> dict[str, dict]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from kdscope import Subject
+from kdscope.audit import STAGES
 
 
 @torch.no_grad()
@@ -41,3 +43,22 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def time_stages() -> dict[str, float]:
+    """Wrap every registered stage's steps with a clock (work shared within a pass is paid by the first stage that
+    asks for it); returns the seconds per stage."""
+    seconds = dict.fromkeys(STAGES, 0.0)
+
+    def timed(name: str, function):
+        def run(*args):
+            start = time.perf_counter()
+            result = function(*args)
+            seconds[name] += time.perf_counter() - start
+            return result
+        return run
+
+    for name, stage in list(STAGES.items()):
+        STAGES[name] = replace(stage, finish=timed(name, stage.finish),
+                               measure=stage.measure and timed(name, stage.measure))
+    return seconds
