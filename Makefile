@@ -39,6 +39,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_cka.py
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_real_models.py
+	$(BIN)/python bench/bench_scale.py memory --stages predictions,cka,cams,explanations,gallery
+	$(BIN)/python bench/bench_scale.py world
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
