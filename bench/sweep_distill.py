@@ -54,7 +54,8 @@ def main() -> None:
             variants = VARIANTS if epochs == student_spec.config.epochs else {"KL T=4 a=0.5 (default)": DistillConfig()}
             for index, (label, kd) in enumerate(variants.items()):
                 student = zoo.build(student_spec.arch, 10, seed=seed, **student_spec.arch_kwargs).to(device)
-                result = distill(teacher, train_data, kd, student=student, train=config, control=index == 0,
+                controls = ("independent",) if index == 0 else ()
+                result = distill(teacher, train_data, kd, student=student, train=config, controls=controls,
                                  eval_data=test_data, progress=False)
                 suffix = f", {epochs} epochs"
                 accuracy.setdefault(label + suffix, []).append(result.lineage.metrics["accuracy"])

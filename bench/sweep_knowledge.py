@@ -72,9 +72,9 @@ def main() -> None:
         student = zoo.build(student_spec.arch, 10, seed=seed, **student_spec.arch_kwargs).to(args.device)
         config = dataclasses.replace(plain, seed=seed)
         kd = distill(teacher, train_data, student=student, train=config, eval_data=clean, progress=False)
-        kd_plain = distill(non_invariant, train_data, student=student, train=config, control=False,
+        kd_plain = distill(non_invariant, train_data, student=student, train=config, controls=(),
                            progress=False).subject
-        kd_shortcut = distill(shortcut_teacher, train_data, student=student, train=config, control=False,
+        kd_shortcut = distill(shortcut_teacher, train_data, student=student, train=config, controls=(),
                               progress=False).subject
         arms.append({"seed": seed, "kd": kd.subject, "independent": kd.control.subject, "kd_plain": kd_plain,
                      "kd_shortcut": kd_shortcut})

@@ -65,9 +65,10 @@ def tiny_demo_recipe():
 
     config = TrainConfig(epochs=1, batch_size=64, augment=Augment.colour_jitter())
     return DemoRecipe(
-        train_images=256, test_images=64,
+        train_images=256, transfer_images=128, labelled_fraction=0.25, test_images=64,
         models=(DemoModel("teacher", "teacher", "resnet", {"width": 4, "blocks": 1}, config),
-                DemoModel("student_alone", "independent_student", "student", {"width": 2}, config)),
+                DemoModel("teacher_star", "other", "resnet", {"width": 4, "blocks": 1}, config)),
+        student=DemoModel("kd_student", "student", "student", {"width": 2}, config),
         prune_fine_tune=TrainConfig(epochs=1, batch_size=64, lr=0.01, warmup_epochs=0),
         quantize=QuantizeConfig(calibration_images=64),
         plan=Plan(images=24, robust_images=8, robust_eps=(4 / 255, 8 / 255), gallery_images=3,

@@ -9,13 +9,13 @@ def _tiny_recipe() -> demo.DemoRecipe:
     config = TrainConfig(epochs=1, batch_size=64, augment=Augment.colour_jitter())
     return demo.DemoRecipe(train_images=200, test_images=60, models=(
         demo.DemoModel("teacher", "teacher", "resnet", {"width": 4, "blocks": 1}, config),
-        demo.DemoModel("student_alone", "independent_student", "student", {"width": 2}, config),
+        demo.DemoModel("teacher_star", "other", "resnet", {"width": 2, "blocks": 1}, config),
     ))
 
 
 def test_demo_trains_then_reuses_matching_checkpoints(tmp_path):
     first = demo.train_models(tmp_path, progress=False, recipe=_tiny_recipe())
-    assert set(first) == {"teacher", "student_alone"} and not any(r["cached"] for r in first.values())
+    assert set(first) == {"teacher", "teacher_star"} and not any(r["cached"] for r in first.values())
     second = demo.train_models(tmp_path, progress=False, recipe=_tiny_recipe())
     assert all(r["cached"] for r in second.values())
     for name in first:

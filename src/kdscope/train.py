@@ -19,7 +19,7 @@ from kdscope.core.checkpoint import discard_resume_state, load_resume_state, sav
 from kdscope.core.progress import progress_bar, progress_line
 from kdscope.core.subject import Subject
 from kdscope.data.augment import Augment
-from kdscope.data.imageset import ImageSet
+from kdscope.data.imageset import UNLABELLED, ImageSet
 
 LossHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """loss(logits, labels, raw_images) -> scalar. An nn.Module hook's own parameters are trained too."""
@@ -90,6 +90,9 @@ def train(
     config.validate()
     if len(data) == 0:
         raise ValueError("training data is empty")
+    if config.augment.mixup and loss is None:
+        raise ValueError("mixup blends two images into a view no hard label describes: train on it only with a "
+                         "teacher's output of the same view (distill with alpha=0), or set Augment(mixup=0)")
     if mean is None or std is None:
         mean, std = data.channel_stats()
     subject = Subject(model, name=name, role=role, mean=mean, std=std, class_names=data.class_names)
@@ -144,11 +147,12 @@ def _train_epoch(model: nn.Module, subject: Subject, data: ImageSet, config: Tra
                  optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler,
                  generator: torch.Generator, memory_format: torch.memory_format, autocast: torch.autocast,
                  params: list[nn.Parameter], description: str, progress: bool) -> dict[str, float]:
-    """One pass over shuffled, augmented batches; returns the epoch's mean loss, accuracy and final learning rate."""
+    """One pass over shuffled, augmented batches; returns the epoch's mean loss, accuracy (on the images that have a
+    label) and final learning rate."""
     model.train()
     if isinstance(loss_hook, nn.Module):
         loss_hook.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen, scored = 0.0, 0, 0, 0
     batches = data.batches(config.batch_size, shuffle=True, generator=generator)
     bar = progress_bar(batches, total=math.ceil(len(data) / config.batch_size), desc=description,
                        disable=not progress, leave=False)
@@ -167,10 +171,12 @@ def _train_epoch(model: nn.Module, subject: Subject, data: ImageSet, config: Tra
         optimizer.step()
         schedule.step()
         total_loss += float(batch_loss.detach()) * len(y)
-        correct += int((logits.argmax(1) == y).sum())
-        seen += len(y)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-    return {"train_loss": total_loss / seen, "train_accuracy": correct / seen, "lr": schedule.get_last_lr()[0]}
+        labelled = y != UNLABELLED
+        correct += int((logits.argmax(1)[labelled] == y[labelled]).sum())
+        seen, scored = seen + len(y), scored + int(labelled.sum())
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / max(scored, 1):.3f}")
+    return {"train_loss": total_loss / seen, "train_accuracy": correct / max(scored, 1),
+            "lr": schedule.get_last_lr()[0]}
 
 
 def _save(path: str | Path, subject: Subject, data: ImageSet, eval_data: ImageSet | None, config: TrainConfig,

@@ -47,9 +47,10 @@ def test_demo_prints_the_models_the_findings_and_the_report_path(tiny_demo, monk
     out = tiny_demo.html.parent.parent
     result = CliRunner().invoke(main, ["demo", "--quiet", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    for name in ("teacher", "kd_student", "student_alone", "teacher_pruned80", "teacher_int8", "Findings:"):
+    for name in ("teacher", "kd_student", "kd_student_independent", "kd_student_pseudo_label", "teacher_star",
+                 "teacher_pruned80", "teacher_int8", "Findings:", "the dark-knowledge part", "a foreign model"):
         assert name in result.output
-    assert "reused from cache: teacher, student_alone, kd_student" in result.output
+    assert "reused from cache: teacher, teacher_star, kd_student, kd_student_independent_b" in result.output
     assert result.output.strip().endswith(str(tiny_demo.html.resolve()))
 
 

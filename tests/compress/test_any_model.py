@@ -89,7 +89,7 @@ def test_distill_a_vit_teacher_into_a_zoo_student(trained, world, tmp_path):
     teacher = trained["tiny_vit"]
     before = parameters_snapshot(teacher.model)
     result = distill(teacher, data, DistillConfig(), student=zoo.build("student", 10, width=2, seed=0),
-                     train=TrainConfig(epochs=1, batch_size=32), control=False, eval_data=test, out=tmp_path,
+                     train=TrainConfig(epochs=1, batch_size=32), controls=(), eval_data=test, out=tmp_path,
                      progress=False)
     assert_unchanged(teacher.model, before)
     assert result.lineage.parent == "tiny_vit" and 0 <= result.lineage.metrics["accuracy"] <= 1
@@ -100,7 +100,7 @@ def test_distill_into_a_student_that_returns_a_model_output(trained, world):
     data, _ = world
     student = tiny_resnet()
     result = distill(trained["tiny_vit"], data, student=student, train=TrainConfig(epochs=1, batch_size=32),
-                     control=False, progress=False)
+                     controls=(), progress=False)
     assert result.subject.logits(data.images(slice(0, 2))).shape == (2, 10)
     wrong = ResNetForImageClassification(ResNetConfig(embedding_size=8, hidden_sizes=[8], depths=[1], num_labels=5))
     with pytest.raises(ValueError, match="the student 5"):
@@ -150,13 +150,13 @@ def test_distill_with_a_token_hint_and_refusals_that_name_the_candidates(trained
     data, _ = world
     config = DistillConfig(hints=(("features.19", "vit.layers.1"),))
     result = distill(trained["tiny_vit"], data, config, student=zoo.build("student", 10, width=2, seed=0),
-                     train=TrainConfig(epochs=1, batch_size=32), control=False, progress=False)
+                     train=TrainConfig(epochs=1, batch_size=32), controls=(), progress=False)
     assert result.lineage.hyperparameters["distill"]["hints"] == [["features.19", "vit.layers.1"]]
     assert not any(m._forward_hooks for m in result.subject.model.modules())
     assert not any(m._forward_hooks for m in trained["tiny_vit"].model.modules())
     vit_student = tiny_vit()
     result = distill(trained["tiny_resnet"], data, DistillConfig(hints=(("vit.layers.0", "resnet.encoder.stages.1"),)),
-                     student=vit_student, train=TrainConfig(epochs=1, batch_size=32), control=False,
+                     student=vit_student, train=TrainConfig(epochs=1, batch_size=32), controls=(),
                      progress=False)
     assert result.subject.logits(data.images(slice(0, 2))).shape == (2, 10)
     with trained["tiny_vit"].capture(["vit.layers.0.attention"]) as taps:   # returns (output, attention weights)
@@ -231,7 +231,7 @@ def test_cli_compresses_a_factory_teacher_and_reloads_what_it_wrote(trained, wor
                                   *common])
     assert pruned.exit_code == 0, pruned.output
     assert json.loads(pruned.output)["sparsity"] == pytest.approx(0.6, abs=0.01)
-    distilled = runner.invoke(main, ["compress", "distill", "--width", "2", "--epochs", "1", "--no-independent",
+    distilled = runner.invoke(main, ["compress", "distill", "--width", "2", "--epochs", "1", "--controls", "none",
                                      *common])
     assert distilled.exit_code == 0, distilled.output
     tickets = runner.invoke(main, ["compress", "prune", "--method", "lottery", "--rounds", "1", "--epochs", "1",

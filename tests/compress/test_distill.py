@@ -43,7 +43,7 @@ def test_with_alpha_one_kd_student_equals_the_independent_student(teacher, tiny_
     result = distill(teacher, train_data, DistillConfig(alpha=1.0), student=_student(), train=FAST, progress=False)
     kd, control = result.subject.model.state_dict(), result.control.subject.model.state_dict()
     assert all(torch.equal(kd[k], control[k]) for k in kd)
-    soft = distill(teacher, train_data, DistillConfig(alpha=0.5), student=_student(), train=FAST, control=False,
+    soft = distill(teacher, train_data, DistillConfig(alpha=0.5), student=_student(), train=FAST, controls=(),
                    progress=False)
     assert soft.control is None
     assert any(not torch.equal(soft.subject.model.state_dict()[k], control[k]) for k in kd)
@@ -57,7 +57,7 @@ def test_teacher_runs_once_per_batch_and_nothing_given_is_changed(tiny_world):
     teacher_before = parameters_snapshot(counting)
     student = _student()
     student_before = parameters_snapshot(student)
-    distill(teacher, train_data, student=student, train=FAST, control=False, progress=False)
+    distill(teacher, train_data, student=student, train=FAST, controls=(), progress=False)
     batches = FAST.epochs * -(-len(train_data) // FAST.batch_size)
     assert counting.calls == batches + 1  # + one compatibility probe
     assert_unchanged(counting, teacher_before)
@@ -70,7 +70,7 @@ def test_fitnets_hints_train_regressors_across_shapes(teacher, tiny_world):
     train_data, _ = tiny_world
     hints = (("features.3", "layer2"), ("fc", "fc"))
     config = DistillConfig(hints=hints, hint_weight=2.0)
-    result = distill(teacher, train_data, config, student=_student(), train=FAST, control=False, progress=False)
+    result = distill(teacher, train_data, config, student=_student(), train=FAST, controls=(), progress=False)
     assert result.lineage.hyperparameters["distill"]["hints"] == [list(h) for h in hints]
     assert not any(m._forward_hooks for m in result.subject.model.modules())
 

@@ -73,6 +73,19 @@ def transfer_rates(y: np.ndarray, source_clean: np.ndarray, source_adv: np.ndarr
     return rates
 
 
+def fooling_gap(y: np.ndarray, source_clean: np.ndarray, source_adv: np.ndarray,
+                student: tuple[np.ndarray, np.ndarray], control: tuple[np.ndarray, np.ndarray], *,
+                seed: int = 0) -> tuple[tuple[float, float, float], int]:
+    """Paired (student, control) difference in the share fooled by images that fool the source, over the images
+    that fool the source and that both models get right when clean; `student` and `control` are (clean, adversarial)
+    predictions. Returns the interval and the number of such images (NaN interval when there are none)."""
+    eligible = (source_clean == y) & (source_adv != y) & (student[0] == y) & (control[0] == y)
+    if not eligible.any():
+        return (float("nan"),) * 3, 0
+    difference = (student[1] != y).astype(float) - (control[1] != y).astype(float)
+    return bootstrap_ci(difference[eligible], seed=seed), int(eligible.sum())
+
+
 def _ratio_ci(numerator: np.ndarray, denominator: np.ndarray, seed: int) -> tuple[float, float, float]:
     """Ratio of counts with a percentile bootstrap over images; NaN when no image is eligible."""
     if not denominator.any():

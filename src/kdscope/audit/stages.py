@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from kdscope.attacks import ATTACKS, run
-from kdscope.attacks.transfer import curve_from_outcomes, robust_outcomes, transfer_from_predictions
+from kdscope.attacks.transfer import curve_from_outcomes, fooling_gap, robust_outcomes, transfer_from_predictions
 from kdscope.audit.batch import Batch
 from kdscope.audit.context import AuditContext
 from kdscope.audit.outcomes import Outcomes
@@ -20,8 +20,16 @@ from kdscope.compare.cams import MapAgreementAccumulator, OjhaAccumulator
 from kdscope.compare.cka import CKAGridAccumulator
 from kdscope.compare.predictions import agreement_outcomes, ece_interval_of, per_class_of, prediction_outcomes
 from kdscope.core.stats import bootstrap_ci
+from kdscope.core.subject import CONTROL_ROLES
 from kdscope.explainers.similarity import pointing_game, relevance_mass
-from kdscope.results.attacks import NO_EPS_ATTACK, NO_ROBUST_EPS, AttacksStage, RobustCurves, TransferMatrix
+from kdscope.results.attacks import (
+    NO_EPS_ATTACK,
+    NO_ROBUST_EPS,
+    AttacksStage,
+    FoolingGap,
+    RobustCurves,
+    TransferMatrix,
+)
 from kdscope.results.maps import (
     NO_MASKS,
     NO_OJHA_PAIR,
@@ -33,7 +41,7 @@ from kdscope.results.maps import (
     MapAgreement,
     OjhaRecord,
 )
-from kdscope.results.predictions import Agreement, ModelPredictions, PredictionsStage
+from kdscope.results.predictions import Agreement, ControlGain, ModelPredictions, PredictionsStage
 from kdscope.results.representations import CKAGridRecord, CKAStage, no_layers
 from kdscope.results.sanity import SanityCheck, SanityStage
 from kdscope.results.values import Unavailable
@@ -67,8 +75,14 @@ def _predictions(context: AuditContext, outcomes: Outcomes) -> PredictionsStage:
             hardest_classes=ranked[:3], easiest_classes=ranked[::-1][:3])
     versus = {s.name: Agreement(**{k: bootstrap_ci(outcomes.array(f"{s.name}/versus/{k}"))
                                    for k in ("top1_agreement", "kl", "js")}) for s in context.others}
+    student = context.distilled
+    gains = [] if student is None else [
+        ControlGain(control=s.name, role=s.role, accuracy_gain=bootstrap_ci(
+            outcomes.array(f"{student.name}/correct") - outcomes.array(f"{s.name}/correct"), seed=context.plan.seed))
+        for s in context.subjects if s.role in CONTROL_ROLES]
     return PredictionsStage(models=per_model, versus_teacher=versus, teacher=context.teacher.name,
-                            control=context.independent.name if context.independent else None, images=len(labels))
+                            control=context.independent.name if context.independent else None, images=len(labels),
+                            student=student and student.name, gains=gains)
 
 
 def _measure_cka(context: AuditContext, batch: Batch) -> dict:
@@ -275,9 +289,11 @@ def _attacks(context: AuditContext, outcomes: Outcomes) -> AttacksStage:
         round_to_8bit = bool(params.pop("round_to_8bit", False))
         adversarial = {source: {target: outcomes.array(f"{index}/{source}/{target}") for target in names}
                        for source in names}
-        matrices.append(TransferMatrix.from_plain(transfer_from_predictions(
+        matrix = TransferMatrix.from_plain(transfer_from_predictions(
             names, labels, clean, adversarial, attack=attack, params=params, round_to_8bit=round_to_8bit,
-            ci_seed=context.plan.seed).to_dict()))
+            ci_seed=context.plan.seed).to_dict())
+        matrix.gaps = _fooling_gaps(context, labels, clean, adversarial)
+        matrices.append(matrix)
     first = _robust_attack(context)
     if isinstance(first, str):
         return AttacksStage(matrices, Unavailable(first))
@@ -290,6 +306,26 @@ def _attacks(context: AuditContext, outcomes: Outcomes) -> AttacksStage:
     return AttacksStage(matrices, RobustCurves.from_plain(
         {"attack": attack, "params": first, "images": min(context.plan.robust_images, len(context)),
          "models": curves}))
+
+
+def _fooling_gaps(context: AuditContext, labels: np.ndarray, clean: dict[str, np.ndarray],
+                  adversarial: dict[str, dict[str, np.ndarray]]) -> list[FoolingGap]:
+    """The distilled student against its independent control, fooled by images crafted on each other model: the
+    teacher's row is Ojha et al.'s test, a model unrelated to both is its control."""
+    student, control = context.distilled, context.independent
+    if student is None or control is None:
+        return []
+    gaps = []
+    for source in context.subjects:
+        if source in (student, control):
+            continue
+        name = source.name
+        difference, images = fooling_gap(
+            labels, clean[name], adversarial[name][name], (clean[student.name], adversarial[name][student.name]),
+            (clean[control.name], adversarial[name][control.name]), seed=context.plan.seed)
+        gaps.append(FoolingGap(source=name, student=student.name, control=control.name, difference=difference,
+                               images=images))
+    return gaps
 
 
 def _sanity(context: AuditContext, outcomes: Outcomes) -> SanityStage:

@@ -66,8 +66,15 @@ def config_option(method: str, parameter: str, *decls: str, **options: object) -
               help="FitNets hint pair (repeatable).")
 @config_option("distill", "hint_weight")
 @click.option("--colour-jitter/--no-colour-jitter", default=True, show_default=True)
-@click.option("--independent/--no-independent", default=True, show_default=True,
-              help="Also train the independent student (the control).")
+@click.option("--controls", "control_names", default="independent", show_default=True,
+              help="Comma-separated controls to train beside the KD student: independent, pseudo_label, "
+                   "random_teacher, other_teacher (needs --other-teacher); 'none' for none.")
+@click.option("--other-teacher", "other_teacher_ref", default=None,
+              help="The teacher of the 'other_teacher' control (e.g. one trained without colour jitter).")
+@click.option("--transfer", "transfer_spec", default=None,
+              help="Unlabelled transfer images the teacher labels (their labels are never read), e.g. probeworld "
+                   "(its transfer split).")
+@click.option("--n-transfer", type=click.IntRange(1), default=None, help="Cap on transfer images.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--name", default="kd_student", show_default=True)
 @model_source_options
@@ -76,10 +83,14 @@ def config_option(method: str, parameter: str, *decls: str, **options: object) -
 def compress_distill(teacher_ref: str, student_arch: str, width: int | None, blocks: int | None, data_spec: str,
                      n_train: int | None, image_size: int | None, epochs: int, batch_size: int, lr: float, kind: str,
                      temperature: float, temperature_end: float | None, alpha: float, hints: tuple[str, ...],
-                     hint_weight: float, colour_jitter: bool, independent: bool, seed: int, name: str,
+                     hint_weight: float, colour_jitter: bool, control_names: str, other_teacher_ref: str | None,
+                     transfer_spec: str | None, n_transfer: int | None, seed: int, name: str,
                      source: ModelSource, quiet: bool, out: Path) -> None:
-    """Distil a teacher into a zoo student; writes OUT/NAME.pt and, by default, OUT/NAME_independent.pt."""
+    """Distil a teacher into a zoo student; writes OUT/NAME.pt and, by default, OUT/NAME_independent.pt (one
+    OUT/NAME_CONTROL.pt per control)."""
+    controls = tuple(c.strip() for c in control_names.split(",") if c.strip() and c.strip() != "none")
     train_data = load_data(data_spec, "train", n_train, image_size, seed)
+    transfer = load_data(transfer_spec, "transfer", n_transfer, image_size, seed) if transfer_spec else None
     eval_data = load_data(data_spec, "test", None, image_size, seed)
     pairs = []
     for hint in hints:
@@ -90,6 +101,7 @@ def compress_distill(teacher_ref: str, student_arch: str, width: int | None, blo
     kwargs = {k: v for k, v in (("width", width), ("blocks", blocks)) if v is not None}
     try:
         teacher = source.load(teacher_ref, role="teacher")
+        other_teacher = source.load(other_teacher_ref, role="other") if other_teacher_ref else None
         train_data, eval_data = source.fit([teacher], train_data), source.fit([teacher], eval_data)
         student = zoo.build(student_arch, train_data.num_classes, seed=seed,
                             in_channels=train_data.image_shape[0], **kwargs)
@@ -97,13 +109,13 @@ def compress_distill(teacher_ref: str, student_arch: str, width: int | None, blo
                                augment=Augment.colour_jitter() if colour_jitter else Augment())
         config = DistillConfig(kind=kind, temperature=temperature, temperature_end=temperature_end, alpha=alpha,
                                hints=tuple(pairs), hint_weight=hint_weight)
-        result = distill(teacher, train_data, config, student=student, train=schedule, control=independent,
-                         eval_data=eval_data, out=out, name=name, progress=not quiet)
+        result = distill(teacher, train_data, config, student=student, train=schedule, transfer=transfer,
+                         controls=controls, other_teacher=other_teacher, eval_data=eval_data, out=out, name=name,
+                         progress=not quiet)
     except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
-    for made in (result, result.control):
-        if made is not None:
-            _report(made)
+    for made in (result, *result.controls):
+        _report(made)
 
 
 teacher_option = click.option("--teacher", "teacher_ref", required=True,

@@ -19,14 +19,17 @@ class Compressed:
     the same lineage as one of the saved checkpoint.
 
     `checkpoint`: where it was saved (with `out=`). `control`: the model it must be judged against (distillation's
-    independent student, a lottery ticket's random re-initialisation). `reference`: the int8 graph the compiled model
-    runs, what a saved archive holds. `rounds`: every round of iterative pruning in order, the last being this one.
+    independent student, a lottery ticket's random re-initialisation); `controls`: every control trained beside it,
+    `control` first when there is one (distillation's pseudo-label, random-teacher and other-teacher students).
+    `reference`: the int8 graph the compiled model runs, what a saved archive holds. `rounds`: every round of
+    iterative pruning in order, the last being this one.
     """
 
     subject: Subject
     lineage: Lineage
     checkpoint: Path | None = None
     control: Compressed | None = None
+    controls: tuple[Compressed, ...] = ()
     reference: fx.GraphModule | None = None
     rounds: tuple[Compressed, ...] = ()
 

@@ -15,7 +15,12 @@ from torch import nn
 
 from kdscope.core.hooks import ModuleChanges, first_tensor
 
-ROLES = ("teacher", "student", "independent_student", "pruned", "quantized", "other")
+ROLES = ("teacher", "student", "independent_student", "pseudo_label_student", "random_teacher_student",
+         "other_teacher_student", "pruned", "quantized", "other")
+"""A distilled student ('student') is judged against its controls (SPEC §12): the 'independent_student' (no teacher),
+the 'pseudo_label_student' (the teacher's argmax instead of its distribution), the 'random_teacher_student' (an
+untrained teacher) and the 'other_teacher_student' (distilled from another teacher, e.g. one without an invariance)."""
+CONTROL_ROLES = ("independent_student", "pseudo_label_student", "random_teacher_student", "other_teacher_student")
 
 
 class ProbabilityOutputError(ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +16,10 @@ class Augment:
 
     `hue` is the largest hue rotation as a fraction of a full turn: 0.5 draws any hue, which is what makes a model
     colour-invariant (ProbeWorld's colour shift is a 180-degree hue rotation of the object).
+
+    `mixup` > 0 blends each image with another of the batch, weights drawn from Beta(mixup, mixup) per image (Beyer
+    et al. 2022's function matching): no hard label describes such a view, so only a loss on a teacher's output
+    of the same view may train on it (`train` refuses it with its own cross-entropy).
     """
 
     brightness: float = 0.0
@@ -23,6 +28,7 @@ class Augment:
     hue: float = 0.0
     crop_padding: int = 0
     flip: bool = False
+    mixup: float = 0.0
 
     @classmethod
     def colour_jitter(cls, strength: float = 0.4, *, crop_padding: int = 2, flip: bool = True) -> Augment:
@@ -30,7 +36,8 @@ class Augment:
 
     @property
     def active(self) -> bool:
-        return any((self.brightness, self.contrast, self.saturation, self.hue, self.crop_padding, self.flip))
+        return any((self.brightness, self.contrast, self.saturation, self.hue, self.crop_padding, self.flip,
+                    self.mixup))
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Augment a batch; randomness comes only from `generator`; the input is not modified."""
@@ -50,11 +57,22 @@ class Augment:
         if self.flip:
             flip = torch.rand(len(x), generator=generator) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(3), x)
+        if self.mixup:
+            x = _mix(x, self.mixup, generator)
         return x
 
     @staticmethod
     def _uniform(x: torch.Tensor, generator: torch.Generator, half_width: float) -> torch.Tensor:
         return ((torch.rand(len(x), generator=generator) * 2 - 1) * half_width).to(x.device)
+
+
+def _mix(x: torch.Tensor, concentration: float, generator: torch.Generator) -> torch.Tensor:
+    """Each image blended with a random partner of the batch, its weight from Beta(c, c) (seeded by `generator`)."""
+    partner = torch.randperm(len(x), generator=generator).to(x.device)
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    weight = torch.from_numpy(np.random.default_rng(seed).beta(concentration, concentration, len(x)))
+    weight = weight.to(x.device, x.dtype).view(-1, 1, 1, 1)
+    return weight * x + (1 - weight) * x[partner]
 
 
 def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:

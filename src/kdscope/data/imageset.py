@@ -15,6 +15,9 @@ import torch
 
 from kdscope.data.lazy import LazyArray, take_rows
 
+UNLABELLED = -1
+"""The target of an image that has no label (a transfer set's, in `PartlyLabelled`)."""
+
 
 @dataclass
 class ImageSet(torch.utils.data.Dataset):
@@ -68,7 +71,7 @@ class ImageSet(torch.utils.data.Dataset):
     def subset(self, index: np.ndarray | slice) -> ImageSet:
         """A new ImageSet holding the chosen images (copies, or views of a lazy source, so the original is never
         changed)."""
-        return ImageSet(
+        return type(self)(
             pixels=take_rows(self.pixels, index),
             labels=self.labels[index].copy(),
             class_names=self.class_names,
@@ -103,6 +106,21 @@ class ImageSet(torch.utils.data.Dataset):
     def lazy(self) -> bool:
         """True when the pixels are read per batch (`LazyArray`) rather than held in memory."""
         return isinstance(self.pixels, LazyArray)
+
+
+class PartlyLabelled(ImageSet):
+    """Labelled images and unlabelled ones in one set (distillation on a transfer set): `extras["labelled"]` says
+    which images have a label, and `targets` gives `UNLABELLED` for the others, so no loss can read a label that
+    was never given."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.extras.get("labelled") is None or self.extras["labelled"].shape != self.labels.shape:
+            raise ValueError("PartlyLabelled needs extras['labelled'], one bool per image")
+
+    def targets(self, index: np.ndarray | slice | None = None) -> torch.Tensor:
+        labels = np.where(self.extras["labelled"], self.labels, UNLABELLED)
+        return torch.from_numpy(labels if index is None else labels[index])
 
 
 def _chunked_channel_stats(pixels: LazyArray, count: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:

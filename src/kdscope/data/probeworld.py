@@ -12,6 +12,17 @@ texture (class-correlated at `texture_rate`), so the variants can break one cue 
                      `shortcut_rate` (else another class); ``extras["shortcut_labels"]`` holds the coded class.
 - ``random_labels``  the same images with permuted labels (data-randomisation sanity check).
 
+Options for studying what distillation transfers (SPEC §12), each seeded and leaving every other image's bytes alone:
+
+- ``superclasses``       the classes fall into four super-classes (``SUPERCLASSES``) of similar shapes that also share
+                         their class-correlated colour and texture, so only shape tells members apart and a teacher's
+                         soft labels carry which classes resemble which.
+- ``labelled_fraction``  keep exactly ``round(n * fraction)`` of the n scenes, stratified by class: a small labelled
+                         set, drawn from the same scenes as the full split.
+- ``label_noise``        exactly ``round(kept * noise)`` of those labels replaced by another class;
+                         ``extras["true_labels"]`` holds the clean ones.
+- split ``transfer``     a third split, disjoint from train and test: the unlabelled set a teacher labels.
+
 Scene parameters come from ``SeedSequence([seed, split])`` and variant randomness from a separate stream, so a variant
 shows exactly the same objects as the clean set. Rendering is vectorised over images with 2x2 supersampling.
 """
@@ -28,10 +39,13 @@ import numpy as np
 
 from kdscope.data.imageset import ImageSet, to_uint8
 from kdscope.data.lazy import LazyArray, RowCache, mapped, npz_member
+from kdscope.data.sampling import stratified_sample
 
 CLASS_NAMES = ("circle", "square", "triangle", "plus", "ring", "star", "L", "T", "crescent", "bar")
+SUPERCLASSES = {"round": ("circle", "ring", "crescent"), "boxy": ("square", "bar", "plus"),
+                "pointed": ("triangle", "star"), "angled": ("L", "T")}
 VARIANTS = ("clean", "colour_shift", "unseen_domain", "cue_conflict", "shortcut", "random_labels")
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "transfer")
 GENERATOR_VERSION = 2
 _CHUNK = 1024
 _TEXTURE_DEPTH = 0.5
@@ -52,6 +66,9 @@ class ProbeWorldSpec:
     shortcut_rate: float = 1.0
     distractors: int = 5
     noise: float = 0.04
+    superclasses: bool = False
+    labelled_fraction: float = 1.0
+    label_noise: float = 0.0
 
     def validate(self) -> None:
         if self.n < 1:
@@ -62,11 +79,19 @@ class ProbeWorldSpec:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.size < 16:
             raise ValueError(f"size must be >= 16 pixels so shapes stay recognisable, got {self.size}")
-        for name in ("colour_rate", "texture_rate", "shortcut_rate"):
+        if not 0.0 < self.labelled_fraction <= 1.0 or round(self.n * self.labelled_fraction) < 1:
+            raise ValueError(f"labelled_fraction must lie in (0, 1] and keep at least one of the {self.n} images, "
+                             f"got {self.labelled_fraction}")
+        for name in ("colour_rate", "texture_rate", "shortcut_rate", "label_noise"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.distractors < 0 or self.noise < 0:
             raise ValueError("distractors and noise must be >= 0")
+
+    @property
+    def count(self) -> int:
+        """How many images the set holds: the n scenes, or the labelled fraction of them."""
+        return round(self.n * self.labelled_fraction)
 
     def cache_key(self) -> str:
         text = json.dumps({"version": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
@@ -99,7 +124,7 @@ def probeworld(
 def generate(spec: ProbeWorldSpec) -> ImageSet:
     """Render a ProbeWorld set from its spec, without touching any cache."""
     scene = _scene(spec)
-    pixels, masks = _render_rows(scene, spec, np.arange(spec.n))
+    pixels, masks = _render_rows(scene, spec, np.arange(spec.count))
     return _image_set(spec, scene, pixels, masks)
 
 
@@ -108,16 +133,17 @@ def rendered_on_demand(spec: ProbeWorldSpec) -> ImageSet:
     renders to the same bytes alone as in the whole set: each image's randomness is its own)."""
     scene = _scene(spec)
     rows = RowCache(lambda index: _render_rows(scene, spec, index))
-    shape = (spec.n, 3, spec.size, spec.size)
+    shape = (spec.count, 3, spec.size, spec.size)
     source = f"probeworld-v{GENERATOR_VERSION}-{spec.cache_key()}"
     return _image_set(spec, scene, LazyArray(rows.part(0), shape, np.uint8, source=f"{source}-pixels"),
-                      LazyArray(rows.part(1), (spec.n, spec.size, spec.size), bool, source=f"{source}-masks"))
+                      LazyArray(rows.part(1), (spec.count, spec.size, spec.size), bool, source=f"{source}-masks"))
 
 
 def _scene(spec: ProbeWorldSpec) -> dict[str, np.ndarray]:
     spec.validate()
     scene = _sample_scene(spec)
     _apply_variant(scene, spec)
+    scene = _labelled_part(scene, spec)
     return {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in scene.items()}
 
 
@@ -134,7 +160,8 @@ def _render_rows(scene: dict[str, np.ndarray], spec: ProbeWorldSpec, index: np.n
 
 def _image_set(spec: ProbeWorldSpec, scene: dict[str, np.ndarray], pixels: np.ndarray | LazyArray,
                masks: np.ndarray | LazyArray) -> ImageSet:
-    extras = {k: scene[k].astype(np.int64) for k in ("texture_labels", "shortcut_labels") if k in scene}
+    extras = {k: scene[k].astype(np.int64) for k in ("texture_labels", "shortcut_labels", "true_labels")
+              if k in scene}
     return ImageSet(pixels=pixels, labels=scene["labels"].astype(np.int64), class_names=CLASS_NAMES, masks=masks,
                     extras=extras, description={"dataset": "probeworld", **asdict(spec)})
 
@@ -148,9 +175,12 @@ def _sample_scene(spec: ProbeWorldSpec) -> dict[str, np.ndarray]:
     rng, n, s = _rng(spec, 0), spec.n, spec.size
     labels = rng.permutation(np.arange(n) % len(CLASS_NAMES))
     radius = rng.uniform(0.2, 0.32, n) * s
-    own_hue = (labels / len(CLASS_NAMES) + rng.normal(0, 0.02, n)) % 1.0
+    plain = np.arange(len(CLASS_NAMES))
+    group, groups = (_SUPERCLASS_OF, len(SUPERCLASSES)) if spec.superclasses else (plain, len(CLASS_NAMES))
+    own_hue = (group[labels] / groups + rng.normal(0, 0.02, n)) % 1.0
     hue = np.where(rng.random(n) < spec.colour_rate, own_hue, rng.random(n))
     own_texture = rng.random(n) < spec.texture_rate
+    texture_of = _SUPERCLASS_TEXTURE if spec.superclasses else plain
     return {
         "labels": labels,
         "shapes": labels.copy(),
@@ -159,7 +189,7 @@ def _sample_scene(spec: ProbeWorldSpec) -> dict[str, np.ndarray]:
         "radius": radius,
         "angle": rng.uniform(0, 2 * np.pi, n),
         "object_rgb": _hsv_to_rgb(hue, rng.uniform(0.55, 1.0, n), rng.uniform(0.6, 1.0, n)),
-        "texture_labels": np.where(own_texture, labels, rng.integers(0, len(CLASS_NAMES), n)),
+        "texture_labels": np.where(own_texture, texture_of[labels], rng.integers(0, len(CLASS_NAMES), n)),
         "texture_phase": rng.uniform(0, 2 * np.pi, n),
         "background_grid": _hsv_to_rgb(
             rng.random((n, 3, 3)), rng.uniform(0.0, 0.7, (n, 3, 3)), rng.uniform(0.05, 0.5, (n, 3, 3))
@@ -193,6 +223,21 @@ def _apply_variant(scene: dict[str, np.ndarray], spec: ProbeWorldSpec) -> None:
         scene["labels"] = rng.permutation(labels)
     if spec.variant != "shortcut":
         del scene["shortcut_labels"]
+
+
+def _labelled_part(scene: dict[str, np.ndarray], spec: ProbeWorldSpec) -> dict[str, np.ndarray]:
+    """The labelled subset and its label noise, from streams of their own: the kept scenes render exactly as in the
+    full split, and every variant keeps the same scenes and the same noisy labels."""
+    if spec.labelled_fraction == 1.0 and spec.label_noise == 0.0:
+        return scene
+    labels, k = scene["labels"], len(CLASS_NAMES)
+    keep = stratified_sample(labels, spec.count, int(_rng(spec, 100).integers(2**62)))
+    scene = {name: values[keep] for name, values in scene.items()}
+    true = scene["labels"]
+    noisy = _rng(spec, 101).permutation(len(true))[: round(len(true) * spec.label_noise)]
+    labels = true.copy()
+    labels[noisy] = (true[noisy] + _rng(spec, 102).integers(1, k, len(noisy))) % k
+    return {**scene, "labels": labels, "true_labels": true}
 
 
 def _render(scene: dict[str, np.ndarray], spec: ProbeWorldSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -277,6 +322,10 @@ def _star(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.hypot(u, v) <= 0.4 + 0.55 * np.abs(np.cos(2.5 * np.arctan2(v, u))) ** 3
 
 
+_SUPERCLASS_OF = np.array([next(i for i, members in enumerate(SUPERCLASSES.values()) if name in members)
+                           for name in CLASS_NAMES])
+_SUPERCLASS_TEXTURE = np.array([CLASS_NAMES.index(list(SUPERCLASSES.values())[g][0]) for g in _SUPERCLASS_OF])
+"""Per class, the class whose texture its super-class shares (the super-class's first member)."""
 _SHAPES = (
     lambda u, v: u * u + v * v <= 0.85**2,
     lambda u, v: np.maximum(np.abs(u), np.abs(v)) <= 0.72,

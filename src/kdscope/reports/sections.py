@@ -14,7 +14,8 @@ from kdscope.results.schema import Results
 from kdscope.results.values import Unavailable
 
 ROLE_LABELS = {"teacher": "teacher", "student": "distilled student", "independent_student": "independent control",
-               "pruned": "pruned", "quantized": "quantized"}
+               "pseudo_label_student": "pseudo-label control", "random_teacher_student": "random-teacher control",
+               "other_teacher_student": "other-teacher control", "pruned": "pruned", "quantized": "quantized"}
 
 
 def _text(text: str) -> dict:

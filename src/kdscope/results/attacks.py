@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kdscope.results.values import Interval, Unavailable, interval, mapping, or_unavailable, require, sequence
 
@@ -33,6 +33,30 @@ class TransferCell:
 
 
 @dataclass
+class FoolingGap:
+    """Ojha et al.'s test: among images crafted on `source` that fool it and that both `student` and `control` get
+    right when clean, the share that fools the student minus the share that fools the control (paired, in [-1, 1]),
+    over `images` such images. From the teacher it asks whether distillation passed on the teacher's
+    vulnerabilities; from a foreign model it is the control (no difference expected)."""
+
+    source: str
+    student: str
+    control: str
+    difference: Interval
+    images: int
+
+    def to_plain(self) -> dict:
+        return {"source": self.source, "student": self.student, "control": self.control,
+                "difference": list(self.difference), "images": self.images}
+
+    @classmethod
+    def from_plain(cls, plain: object) -> FoolingGap:
+        return cls(source=require(plain, "source"), student=require(plain, "student"),
+                   control=require(plain, "control"), difference=interval(require(plain, "difference")),
+                   images=require(plain, "images"))
+
+
+@dataclass
 class TransferMatrix:
     models: list[str]
     attack: str
@@ -40,18 +64,20 @@ class TransferMatrix:
     rounded_to_8bit: bool
     white_box_success: dict[str, float]
     cells: list[TransferCell]
+    gaps: list[FoolingGap] = field(default_factory=list)
 
     def to_plain(self) -> dict:
         return {"models": self.models, "attack": self.attack, "params": self.params,
                 "rounded_to_8bit": self.rounded_to_8bit, "white_box_success": self.white_box_success,
-                "cells": [cell.to_plain() for cell in self.cells]}
+                "cells": [cell.to_plain() for cell in self.cells], "gaps": [gap.to_plain() for gap in self.gaps]}
 
     @classmethod
     def from_plain(cls, plain: object) -> TransferMatrix:
         return cls(models=sequence(require(plain, "models"), str), attack=require(plain, "attack"),
                    params=require(plain, "params"), rounded_to_8bit=require(plain, "rounded_to_8bit"),
                    white_box_success=mapping(require(plain, "white_box_success"), float),
-                   cells=sequence(require(plain, "cells"), TransferCell.from_plain))
+                   cells=sequence(require(plain, "cells"), TransferCell.from_plain),
+                   gaps=sequence(plain.get("gaps", []), FoolingGap.from_plain))
 
     def cell(self, source: str, target: str) -> TransferCell | Unavailable:
         found = next((c for c in self.cells if c.source == source and c.target == target), None)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from kdscope.results.values import Interval, interval, mapping, require
+from kdscope.results.values import Interval, interval, mapping, require, sequence
 
 
 @dataclass
@@ -46,6 +46,24 @@ class Agreement:
 
 
 @dataclass
+class ControlGain:
+    """The distilled student against one of its controls on the same images: accuracy, student minus control
+    (paired, in [-1, 1]). `role` says which control (independent, pseudo-label, random-teacher, other-teacher)."""
+
+    control: str
+    role: str
+    accuracy_gain: Interval
+
+    def to_plain(self) -> dict:
+        return {"control": self.control, "role": self.role, "accuracy_gain": list(self.accuracy_gain)}
+
+    @classmethod
+    def from_plain(cls, plain: object) -> ControlGain:
+        return cls(control=require(plain, "control"), role=require(plain, "role"),
+                   accuracy_gain=interval(require(plain, "accuracy_gain")))
+
+
+@dataclass
 class PredictionsStage:
     """Every model's predictions, every other model against the teacher, and how many images were audited (not
     the plan's `images`: that is a cap, and the data may hold fewer)."""
@@ -55,18 +73,22 @@ class PredictionsStage:
     teacher: str
     control: str | None
     images: int
+    student: str | None = None
+    gains: list[ControlGain] = field(default_factory=list)
 
     def to_plain(self) -> dict:
         return {"models": {name: m.to_plain() for name, m in self.models.items()},
                 "versus_teacher": {name: a.to_plain() for name, a in self.versus_teacher.items()},
-                "teacher": self.teacher, "control": self.control, "images": self.images}
+                "teacher": self.teacher, "control": self.control, "images": self.images, "student": self.student,
+                "gains": [gain.to_plain() for gain in self.gains]}
 
     @classmethod
     def from_plain(cls, plain: object) -> PredictionsStage:
         return cls(models=mapping(require(plain, "models"), ModelPredictions.from_plain),
                    versus_teacher=mapping(require(plain, "versus_teacher"), Agreement.from_plain),
                    teacher=require(plain, "teacher"), control=require(plain, "control"),
-                   images=require(plain, "images"))
+                   images=require(plain, "images"), student=plain.get("student"),
+                   gains=sequence(plain.get("gains", []), ControlGain.from_plain))
 
     def accuracy(self, model: str) -> Interval:
         if model not in self.models:
