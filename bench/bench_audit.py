@@ -20,7 +20,7 @@ from kdscope.store.loading import load_subject
 from timing import time_stages
 
 RESULTS = Path(__file__).parent / "results" / "audit.json"
-MODELS = ("teacher", "kd_student", "student_alone", "teacher_pruned80", "teacher_int8.pt2")
+MODELS = ("teacher", "kd_student", "kd_student_independent", "teacher_pruned80", "teacher_int8.pt2")
 
 
 def main() -> None:

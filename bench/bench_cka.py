@@ -29,7 +29,7 @@ def grid_run(n: int) -> dict:
     from kdscope.store.loading import load_subject
 
     _, teacher, _, _ = demo_setting()
-    student = load_subject("runs/demo/student_alone.pt")
+    student = load_subject("runs/demo/kd_student_independent.pt")
     data = probeworld(n, split="test", seed=1)
     start = time.perf_counter()
     grid = cka_grid(teacher, student, data, TEACHER_LAYERS, STUDENT_LAYERS, batch_size=250)
@@ -46,7 +46,7 @@ def speed(n: int = 5000, repeats: int = 3) -> dict:
     from kdscope.store.loading import load_subject
 
     _, teacher, _, _ = demo_setting()
-    student = load_subject("runs/demo/student_alone.pt")
+    student = load_subject("runs/demo/kd_student_independent.pt")
     data = probeworld(n, split="test", seed=1)
     with torch.no_grad(), teacher.capture(["layer3"]) as a, student.capture(["features.16"]) as b:
         teacher.logits(data.images())

@@ -75,7 +75,7 @@ def demo_runs(seeds: tuple[int, ...] = (0, 1)) -> list[dict]:
             start = time.perf_counter()
             summary = train_models(out, fresh=True, progress=False, recipe=dataclasses.replace(base, models=models))
             wall = time.perf_counter() - start
-        gap = accuracy_gap(summary["teacher"], summary["student_alone"])
+        gap = accuracy_gap(summary["teacher"], summary["teacher_star"])
         rows.append({
             "seed": seed,
             "demo_compute_seconds": wall,
@@ -117,10 +117,10 @@ def print_tables(results: dict) -> None:
         print(f"| channels-last (what `train` uses) | {t['channels_last_images_per_s']:,.0f} |")
         print(f"| speed-up | {t['speedup']:.2f}x |\n")
     if "demo" in results:
-        print("| seed | teacher acc [95% CI] | student alone acc [95% CI] | gap, points [95% CI] | teacher train s "
-              "| student train s | demo compute s |\n|---|---|---|---|---|---|---|")
+        print("| seed | teacher acc [95% CI] | T* (no hue jitter) acc [95% CI] | gap, points [95% CI] "
+              "| teacher train s | T* train s | demo compute s |\n|---|---|---|---|---|---|---|")
         for row in results["demo"]:
-            t, s, gap = row["teacher"], row["student_alone"], row["gap_points"]
+            t, s, gap = row["teacher"], row["teacher_star"], row["gap_points"]
             fmt = lambda r: f"{r['accuracy']:.1%} [{r['accuracy_ci'][0]:.1%}, {r['accuracy_ci'][1]:.1%}]"  # noqa: E731
             print(f"| {row['seed']} | {fmt(t)} | {fmt(s)} | {gap[0]:.1f} [{gap[1]:.1f}, {gap[2]:.1f}] | "
                   f"{t['train_seconds']:.0f} | {s['train_seconds']:.0f} | {row['demo_compute_seconds']:.0f} |")

@@ -54,7 +54,7 @@ def main() -> None:
     test_data = probeworld(recipe.test_images, split="test", seed=recipe.seed)
     targets = test_data.targets().numpy()
     rows = []
-    for model_name in ("teacher", "student_alone"):
+    for model_name in ("teacher", "kd_student_independent"):
         parent = load_subject(f"runs/demo/{model_name}.pt")
         parent_correct = (parent.predict(test_data.images()).numpy() == targets).astype(float)
         shape = test_data.image_shape

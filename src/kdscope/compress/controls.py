@@ -7,7 +7,6 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,14 +15,10 @@ from kdscope.core.subject import Subject
 from kdscope.data.imageset import ImageSet, PartlyLabelled
 from kdscope.train import TrainConfig
 
-if TYPE_CHECKING:
-    from kdscope.compress.distill import DistillConfig
-
 CONTROLS = ("independent", "pseudo_label", "random_teacher", "other_teacher")
 
 
-def check_controls(controls: Sequence[str], other_teacher: Subject | None, config: DistillConfig,
-                   train: TrainConfig) -> None:
+def check_controls(controls: Sequence[str], other_teacher: Subject | None, alpha: float, train: TrainConfig) -> None:
     """Refuse, before any training, controls that do not exist or lack what they need, and mixup with a label
     term (a mixed view has no hard label)."""
     unknown = [c for c in controls if c not in CONTROLS]
@@ -34,9 +29,9 @@ def check_controls(controls: Sequence[str], other_teacher: Subject | None, confi
                          "trained without the invariance being probed)")
     if other_teacher is not None and "other_teacher" not in controls:
         raise ValueError("other_teacher is given but controls do not include 'other_teacher'")
-    if train.augment.mixup and config.alpha > 0:
+    if train.augment.mixup and alpha > 0:
         raise ValueError("mixup (function matching) trains on the teacher's output of each mixed view alone: "
-                         f"set DistillConfig(alpha=0), not {config.alpha}")
+                         f"set DistillConfig(alpha=0), not {alpha}")
 
 
 def with_transfer(labelled: ImageSet, transfer: ImageSet | None) -> ImageSet:

@@ -121,7 +121,7 @@ def distill(
     check_data(data, "distill", required=True)
     config.validate()
     train.validate()
-    check_controls(controls, other_teacher, config, train)
+    check_controls(controls, other_teacher, config.alpha, train)
     _check_compatible(teacher, student, data)
     taught = with_transfer(data, transfer)
     mean, std = data.channel_stats()

@@ -77,10 +77,12 @@ class PredictionsStage:
     gains: list[ControlGain] = field(default_factory=list)
 
     def to_plain(self) -> dict:
-        return {"models": {name: m.to_plain() for name, m in self.models.items()},
-                "versus_teacher": {name: a.to_plain() for name, a in self.versus_teacher.items()},
-                "teacher": self.teacher, "control": self.control, "images": self.images, "student": self.student,
-                "gains": [gain.to_plain() for gain in self.gains]}
+        plain = {"models": {name: m.to_plain() for name, m in self.models.items()},
+                 "versus_teacher": {name: a.to_plain() for name, a in self.versus_teacher.items()},
+                 "teacher": self.teacher, "control": self.control, "images": self.images}
+        if self.gains:  # an audit without a distilled student and its controls reads as before they existed
+            plain.update(student=self.student, gains=[gain.to_plain() for gain in self.gains])
+        return plain
 
     @classmethod
     def from_plain(cls, plain: object) -> PredictionsStage:
