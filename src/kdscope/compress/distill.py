@@ -30,7 +30,7 @@ from kdscope.train import train as run_training
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Loss `kind` ('kl' Hinton, 'reverse_kl', 'logits' L2), temperature (linearly annealed to `temperature_end`
+    """Loss `kind` ('kl' Hinton, 'reverse_kl', 'logits' L2, 'pseudo_label' the teacher's argmax), temperature (linearly annealed to `temperature_end`
     when given), weight `alpha` on the hard-label cross-entropy, and FitNets hints as (student layer, teacher layer)
     pairs weighted by `hint_weight`. A hint layer is a conv map (N, C, H, W), a vector (N, C), or a ViT's patch
     tokens (N, T, D), which are laid on their grid as a (N, D, rows, columns) map, prefix tokens dropped."""
