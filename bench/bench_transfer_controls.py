@@ -23,8 +23,8 @@ from kdscope.audit import Plan, audit
 from kdscope.compress import DistillConfig, distill
 from kdscope.compress.controls import matched_schedule
 from kdscope.core.subject import Subject
-from kdscope.data import probeworld
 from kdscope.data.augment import Augment
+from kdscope.demo import DemoRecipe
 from kdscope.results.representations import CKAGridRecord
 from kdscope.train import TrainConfig, train
 from timing import cpu_model
@@ -33,22 +33,18 @@ STAGES = ("predictions", "cka", "cams", "attacks", "probes")
 
 
 def setting(seed: int, args: argparse.Namespace) -> dict:
-    world = {"seed": seed, "superclasses": True, "cache_dir": False}
-    return {
-        "teacher_data": probeworld(args.train_images, split="train", **world),
-        "labelled": probeworld(args.train_images, split="train", labelled_fraction=args.labelled_fraction,
-                               label_noise=args.label_noise, **world),
-        "transfer": probeworld(args.transfer_images, split="transfer", **world),
-        "test": probeworld(args.test_images, split="test", **world),
-    }
+    """The demo's data (super-classes, a labelled fraction, a transfer split) at this bench's sizes and seed."""
+    return DemoRecipe(train_images=args.train_images, labelled_fraction=args.labelled_fraction,
+                      label_noise=args.label_noise, transfer_images=args.transfer_images,
+                      test_images=args.test_images, seed=seed).data()
 
 
 def teacher(data: dict, seed: int, invariant: bool, args: argparse.Namespace) -> Subject:
     augment = Augment.colour_jitter() if invariant else Augment(crop_padding=2, flip=True)
     config = TrainConfig(epochs=args.teacher_epochs, lr=0.05, augment=augment, seed=seed)
     model = zoo.build("resnet", 10, seed=seed, width=16, blocks=1).to(args.device)
-    mean, std = data["teacher_data"].channel_stats()
-    train(model, data["teacher_data"], config, mean=mean, std=std, progress=False)
+    mean, std = data["train"].channel_stats()
+    train(model, data["train"], config, mean=mean, std=std, progress=False)
     return Subject(model, name="teacher" if invariant else "teacher_star", role="teacher" if invariant else "other",
                    mean=mean, std=std, class_names=data["test"].class_names)
 

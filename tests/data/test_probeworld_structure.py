@@ -42,6 +42,8 @@ def test_variants_of_the_labelled_part_keep_its_scenes_and_noisy_labels():
     clean = _world(labelled_fraction=0.3, label_noise=0.2)
     shifted = _world(labelled_fraction=0.3, label_noise=0.2, variant="colour_shift")
     assert np.array_equal(clean.labels, shifted.labels) and np.array_equal(clean.masks, shifted.masks)
+    permuted = _world(labelled_fraction=0.3, label_noise=0.2, variant="random_labels")
+    assert np.array_equal(clean.pixels, permuted.pixels)  # the same scenes kept, whatever their labels
 
 
 def test_transfer_split_is_disjoint_from_train_and_test():

@@ -30,10 +30,11 @@ from kdscope.train import train as run_training
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Loss `kind` ('kl' Hinton, 'reverse_kl', 'logits' L2, 'pseudo_label' the teacher's argmax), temperature (linearly annealed to `temperature_end`
-    when given), weight `alpha` on the hard-label cross-entropy, and FitNets hints as (student layer, teacher layer)
-    pairs weighted by `hint_weight`. A hint layer is a conv map (N, C, H, W), a vector (N, C), or a ViT's patch
-    tokens (N, T, D), which are laid on their grid as a (N, D, rows, columns) map, prefix tokens dropped."""
+    """Loss `kind` ('kl' Hinton, 'reverse_kl', 'logits' L2, 'pseudo_label' the teacher's argmax), temperature
+    (linearly annealed to `temperature_end` when given), weight `alpha` on the hard-label cross-entropy, and
+    FitNets hints as (student layer, teacher layer) pairs weighted by `hint_weight`. A hint layer is a conv map
+    (N, C, H, W), a vector (N, C), or a ViT's patch tokens (N, T, D), which are laid on their grid as a
+    (N, D, rows, columns) map, prefix tokens dropped."""
 
     kind: str = field(default="kl", metadata={"choices": LOSSES})
     temperature: float = 4.0
@@ -123,6 +124,9 @@ def distill(
     train.validate()
     check_controls(controls, other_teacher, config.alpha, train)
     _check_compatible(teacher, student, data)
+    if other_teacher is not None:
+        _check_compatible(other_teacher, student, data)
+    untrained = random_teacher(teacher, train.seed) if "random_teacher" in controls else None
     taught = with_transfer(data, transfer)
     mean, std = data.channel_stats()
     run = _Run(student=copy.deepcopy(student), data=taught, train=train, eval_data=eval_data, out=out, mean=mean,
@@ -136,10 +140,9 @@ def distill(
             built.append(run.distil(teacher, replace(config, kind="pseudo_label"), f"{name}_pseudo_label",
                                     "pseudo_label_student", control_of=name))
         elif kind == "random_teacher":
-            built.append(run.distil(random_teacher(teacher, train.seed), config, f"{name}_random_teacher",
-                                    "random_teacher_student", control_of=name))
+            built.append(run.distil(untrained, config, f"{name}_random_teacher", "random_teacher_student",
+                                    control_of=name))
         else:
-            _check_compatible(other_teacher, student, data)
             built.append(run.distil(other_teacher, config, f"{name}_other_teacher", "other_teacher_student",
                                     control_of=name))
     independent = next((c for c in built if c.subject.role == "independent_student"), None)

@@ -230,8 +230,8 @@ def _labelled_part(scene: dict[str, np.ndarray], spec: ProbeWorldSpec) -> dict[s
     full split, and every variant keeps the same scenes and the same noisy labels."""
     if spec.labelled_fraction == 1.0 and spec.label_noise == 0.0:
         return scene
-    labels, k = scene["labels"], len(CLASS_NAMES)
-    keep = stratified_sample(labels, spec.count, int(_rng(spec, 100).integers(2**62)))
+    k = len(CLASS_NAMES)
+    keep = stratified_sample(scene["shapes"], spec.count, int(_rng(spec, 100).integers(2**62)))
     scene = {name: values[keep] for name, values in scene.items()}
     true = scene["labels"]
     noisy = _rng(spec, 101).permutation(len(true))[: round(len(true) * spec.label_noise)]
