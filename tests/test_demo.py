@@ -27,3 +27,16 @@ def test_demo_trains_then_reuses_matching_checkpoints(tmp_path):
     assert not any(r["cached"] for r in demo.train_models(tmp_path, progress=False, recipe=changed).values())
     assert not any(r["cached"] for r in demo.train_models(tmp_path, progress=False, fresh=True,
                                                       recipe=_tiny_recipe()).values())
+
+
+def test_shipped_models_fill_only_what_is_missing(tmp_path):
+    shipped, out = tmp_path / "shipped", tmp_path / "out"
+    shipped.mkdir()
+    out.mkdir()
+    for name in ("teacher.pt", "teacher.json", "kd_student.recipe"):
+        (shipped / name).write_text(f"shipped {name}")
+    (out / "teacher.pt").write_text("the user's own")
+    assert demo.unpack_shipped(out, shipped) == ["kd_student.recipe", "teacher.json"]
+    assert (out / "teacher.pt").read_text() == "the user's own"
+    assert (out / "teacher.json").read_text() == "shipped teacher.json"
+    assert demo.unpack_shipped(out, tmp_path / "none") == []
