@@ -208,17 +208,21 @@ def report_command(results_path: Path, out: Path, force: bool) -> None:
 @click.option("--fresh", is_flag=True, help="Rebuild every model and rerun the audit instead of reusing the cache.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo_command(out: Path, profile: str, fresh: bool, quiet: bool) -> None:
-    """Train a ProbeWorld teacher, distil, prune and quantize it, audit all five models and write the report."""
+    """Train ProbeWorld teachers, distil a student beside its controls, prune and quantize the teacher, audit every
+    model and write the report."""
     from kdscope.demo import PROFILES, run_demo
     from kdscope.reports import findings
 
     outcome = run_demo(out, fresh=fresh, progress=not quiet, recipe=PROFILES[profile]())
-    click.echo(f"\n{'model':<18}{'role':<22}{'accuracy [95% CI]':>26}  made by")
+    models = outcome.results.models
+    name_width, role_width = (max(len(text) for text in column) + 2 for column in (
+        ["model", *(m.name for m in models)], ["role", *(m.role for m in models)]))
+    click.echo(f"\n{'model':<{name_width}}{'role':<{role_width}}{'accuracy [95% CI]':>24}  made by")
     predictions = outcome.results.stage("predictions")
-    for model in outcome.results.models:
+    for model in models:
         mean, low, high = predictions.accuracy(model.name)
-        click.echo(f"{model.name:<18}{model.role:<22}{f'{mean:.2%} [{low:.1%}, {high:.1%}]':>26}  "
-                   f"{model.method or 'trained'}")
+        click.echo(f"{model.name:<{name_width}}{model.role:<{role_width}}"
+                   f"{f'{mean:.2%} [{low:.1%}, {high:.1%}]':>24}  {model.method or 'trained'}")
     click.echo("\nFindings:")
     for line in findings(outcome.results):
         click.echo(f"- {line}")

@@ -82,9 +82,12 @@ def _gains(student: str, gains: list[ControlGain]) -> str:
     labels = {"independent_student": "independent (no teacher): the KD gain",
               "pseudo_label_student": "pseudo-label (the teacher's argmax): the dark-knowledge part",
               "random_teacher_student": "random teacher", "other_teacher_student": "other teacher"}
-    return (f"Accuracy of {student} minus its controls, same images: " + "; ".join(
-        f"{labels.get(g.role, g.role)} ({g.control}) {points_ci(g.accuracy_gain)}, {_verdict(g.accuracy_gain)}"
-        for g in gains) + ".")
+    parts, seen = [], set()
+    for gain in gains:
+        label = labels.get(gain.role, gain.role) if gain.role not in seen else "another independent student"
+        seen.add(gain.role)
+        parts.append(f"{label} ({gain.control}) {points_ci(gain.accuracy_gain)}, {_verdict(gain.accuracy_gain)}")
+    return f"Accuracy of {student} minus its controls, same images: " + "; ".join(parts) + "."
 
 
 def _fooling_gaps(results: Results, gaps: list[FoolingGap]) -> list[str]:
