@@ -123,7 +123,7 @@ def compressed_models(recipe: DemoRecipe, teacher: Subject, train_data, test_dat
                       unrelated: bool = True) -> list[Subject]:
     """The KD student and its independent control (demo student recipe), a pruned and an int8 teacher, and an
     unrelated model (a VGG trained from scratch on the same data) for the control comparison."""
-    student_spec = next(m for m in recipe.models if m.role == "independent_student")
+    student_spec = recipe.student
     student = zoo.build(student_spec.arch, 10, seed=0, **student_spec.arch_kwargs)
     kd = distill(teacher, train_data, student=student, train=student_spec.config, eval_data=test_data,
                  progress=False)

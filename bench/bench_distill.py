@@ -1,4 +1,5 @@
-"""KD vs the independent student on ProbeWorld: same student architecture, data, schedule and seeds, the demo teacher.
+"""KD vs the independent student on ProbeWorld (every label, no transfer set): same student architecture, data,
+schedule and seeds, and the earlier demo recipe's colour-invariant teacher, trained here first.
 
     python bench/bench_distill.py          # 3 seeds; writes bench/results/distill.json and prints a Markdown table
 """
@@ -15,9 +16,11 @@ from kdscope import zoo
 from kdscope.compress import DistillConfig, distill
 from kdscope.core.checkpoint import library_versions
 from kdscope.core.stats import bootstrap_ci
+from kdscope.core.subject import Subject
 from kdscope.data import probeworld
-from kdscope.demo import DemoRecipe, train_models
-from kdscope.store.loading import load_subject
+from kdscope.data.augment import Augment
+from kdscope.demo import DemoRecipe
+from kdscope.train import train
 
 RESULTS = Path(__file__).parent / "results" / "distill.json"
 SEEDS = (0, 1, 2)
@@ -25,11 +28,15 @@ SEEDS = (0, 1, 2)
 
 def main() -> None:
     recipe = DemoRecipe()
-    train_models("runs/demo", progress=False, recipe=recipe)
-    teacher = load_subject("runs/demo/teacher.pt")
-    student_spec = next(m for m in recipe.models if m.role == "independent_student")
-    train_data = probeworld(recipe.train_images, split="train", seed=recipe.seed)
+    teacher_spec = recipe.models[0]
+    student_spec = dataclasses.replace(recipe.student, config=dataclasses.replace(
+        recipe.student.config, augment=Augment.colour_jitter()))
+    train_data = probeworld(recipe.train_images, split="train", seed=recipe.seed)   # every label, no super-classes
     test_data = probeworld(recipe.test_images, split="test", seed=recipe.seed)
+    model = zoo.build(teacher_spec.arch, 10, seed=teacher_spec.config.seed, **teacher_spec.arch_kwargs)
+    mean, std = train_data.channel_stats()
+    train(model, train_data, teacher_spec.config, mean=mean, std=std, progress=False)
+    teacher = Subject(model, name="teacher", role="teacher", mean=mean, std=std, class_names=train_data.class_names)
     kd = DistillConfig()
     rows = []
     for seed in SEEDS:

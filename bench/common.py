@@ -12,21 +12,20 @@ import types
 from pathlib import Path
 
 from kdscope import ImageSet, Subject
-from kdscope.data import probeworld
 from kdscope.demo import DemoRecipe, train_models
 from kdscope.store.loading import load_subject
 
 
 def demo_setting(device: str = "cpu") -> tuple[DemoRecipe, Subject, ImageSet, ImageSet]:
-    """(recipe, teacher on `device`, train set, test set); trains the demo models first if they are not cached."""
+    """(recipe, teacher on `device`, train set, test set): the demo's teacher with the images it learned from (every
+    label) and the test split; trains the demo's teachers first if they are not cached."""
     recipe = DemoRecipe()
     train_models("runs/demo", progress=False, recipe=recipe)
     loaded = load_subject("runs/demo/teacher.pt")
     teacher = Subject(loaded.model.to(device), name="teacher", role="teacher", mean=loaded.mean.flatten().tolist(),
                       std=loaded.std.flatten().tolist(), class_names=loaded.class_names, metadata=loaded.metadata)
-    train_data = probeworld(recipe.train_images, split="train", seed=recipe.seed)
-    test_data = probeworld(recipe.test_images, split="test", seed=recipe.seed)
-    return recipe, teacher, train_data, test_data
+    data = recipe.data()
+    return recipe, teacher, data["train"], data["test"]
 
 
 def grad_cam_modules(*names: str, absent: tuple[str, ...] = ()) -> list[types.ModuleType]:

@@ -48,7 +48,7 @@ def main() -> None:
         train_data = train_data.subset(range(args.train_images))
     mean, std = teacher.mean.flatten().tolist(), teacher.std.flatten().tolist()
     teacher_spec = next(m for m in recipe.models if m.role == "teacher")
-    student_spec = next(m for m in recipe.models if m.role == "independent_student")
+    student_spec = recipe.student
     epochs = {"epochs": args.epochs} if args.epochs else {}
     plain = dataclasses.replace(student_spec.config, augment=Augment(), **epochs)
     teacher_config = dataclasses.replace(teacher_spec.config, **epochs)

@@ -25,7 +25,7 @@ RESULTS = Path(__file__).parent / "results" / "transfer_sweep.json"
 
 def one_seed(seed: int, device: str, eps: float) -> dict:
     recipe, teacher, train_data, test_data = demo_setting(device)
-    spec = next(m for m in recipe.models if m.role == "independent_student")
+    spec = recipe.student
     config = dataclasses.replace(spec.config, seed=seed)
     student = zoo.build(spec.arch, 10, seed=seed, **spec.arch_kwargs).to(device)
     kd = distill(teacher, train_data, student=student, train=config, eval_data=test_data, progress=False)
