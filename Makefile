@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0 -c constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
-	$(BIN)/pip install --quiet --no-deps -c constraints.txt torchattacks
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt torchattacks quantus
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt grad-cam==1.5.7
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -154,8 +154,7 @@ def gradcam_timing(vit: Subject, test_set, n: int, repeats: int) -> dict:
     GradCAM on the same layer with the tutorial's reshape_transform, both on a batch of `n` images for the true
     class. pytorch-grad-cam returns each map min-max scaled to [0, 1]; kdscope's maps are scaled the same way for
     the comparison."""
-    grad_cam, targets = grad_cam_modules("pytorch_grad_cam.grad_cam", "pytorch_grad_cam.utils.model_targets",
-                                         absent=("ttach", "torchvision", "torchvision.transforms"))
+    grad_cam, targets = grad_cam_modules("pytorch_grad_cam.grad_cam", "pytorch_grad_cam.utils.model_targets")
     x, y = test_set.images(slice(0, n)), test_set.targets(slice(0, n))
     rows, columns = vit.model.config.image_size // 8, vit.model.config.image_size // 8
 

@@ -70,23 +70,25 @@ class SanityResult:
                            "similarity": {k: list(v) for k, v in s.similarity.items()}} for s in self.steps]}
 
 
+CONVOLUTION_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 NORMALISATION_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d,
                         nn.InstanceNorm2d, nn.InstanceNorm3d)
+_CONVOLUTION_NAMES = {cls.__name__ for cls in CONVOLUTION_LAYERS}
 _NORMALISATION_NAMES = {cls.__name__ for cls in NORMALISATION_LAYERS}
 
 
 def randomizable_layers(model: nn.Module) -> list[str]:
-    """Conv2d, Linear and normalisation layers in definition order (input to logits; a TorchScript module's by
-    their original class): Adebayo's end point is a randomly initialised network, and a trained BatchNorm left in
-    place keeps the trained model's per-channel scales. For an int8 twin, its int8 weight constants in graph order
-    (its normalisations are folded into them)."""
+    """Convolutions (1-3-D, transposed too), Linear and normalisation layers in definition order (input to logits;
+    a TorchScript module's by their original class): Adebayo's end point is a randomly initialised network, and a
+    trained BatchNorm or Conv1d (an ECA gate) left in place keeps part of the trained model. For an int8 twin, its
+    int8 weight constants in graph order (its normalisations are folded into them)."""
     if isinstance(model, fx.GraphModule) and _int8_weights(model):
         return list(_int8_weights(model))
     if isinstance(model, fx.GraphModule):
         return _graph_layers(model)
     return [name for name, module in model.named_modules() if _has_weights(module) and (
-        isinstance(module, (nn.Conv2d, nn.Linear, *NORMALISATION_LAYERS)) or
-        getattr(module, "original_name", None) in ("Conv2d", "Linear", *_NORMALISATION_NAMES))]
+        isinstance(module, (*CONVOLUTION_LAYERS, nn.Linear, *NORMALISATION_LAYERS)) or
+        getattr(module, "original_name", None) in (*_CONVOLUTION_NAMES, "Linear", *_NORMALISATION_NAMES))]
 
 
 def _has_weights(module: nn.Module) -> bool:
@@ -95,9 +97,10 @@ def _has_weights(module: nn.Module) -> bool:
     return any(True for _ in module.parameters(recurse=False)) or getattr(module, "running_mean", None) is not None
 
 
-_WEIGHTED_OPS = {torch.ops.aten.conv2d.default, torch.ops.aten.linear.default, torch.ops.aten.convolution.default,
-                 torch.ops.aten.batch_norm.default, torch.ops.aten._native_batch_norm_legit_no_training.default,
-                 torch.ops.aten.layer_norm.default, torch.ops.aten.group_norm.default}
+_WEIGHTED_OPS = {getattr(torch.ops.aten, op) for op in (
+    "linear", "convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "batch_norm", "_native_batch_norm_legit_no_training", "layer_norm", "group_norm")}
+"""aten ops that take a layer's weight, with every overload (conv2d.padding is a Conv2d with padding='same')."""
 
 
 def _graph_layers(graph_module: fx.GraphModule) -> list[str]:
@@ -105,7 +108,7 @@ def _graph_layers(graph_module: fx.GraphModule) -> list[str]:
     (an exported program keeps its parameters in plain container modules, not Conv2d or BatchNorm2d)."""
     layers = []
     for node in graph_module.graph.nodes:
-        if node.op != "call_function" or node.target not in _WEIGHTED_OPS:
+        if node.op != "call_function" or getattr(node.target, "overloadpacket", None) not in _WEIGHTED_OPS:
             continue
         for weight in node.args[1:3]:
             if isinstance(weight, fx.Node) and weight.op == "get_attr" and weight.target.endswith(".weight"):
@@ -272,8 +275,8 @@ def _randomize_int8(graph_module: fx.GraphModule, names: list[str], seed: int) -
 def _layers_or_fail(subject: Subject) -> list[str]:
     layers = randomizable_layers(subject.gradient_model)
     if not layers:
-        raise ValueError(f"{subject.name} has no Conv2d, Linear or normalisation layer to randomise: zero layers "
-                         "randomised, so the check would compare the model with itself")
+        raise ValueError(f"{subject.name} has no convolution, Linear or normalisation layer to randomise: zero "
+                         "layers randomised, so the check would compare the model with itself")
     return layers
 
 

@@ -21,7 +21,8 @@ def degenerate_maps(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
 
 def map_similarity(first: torch.Tensor, second: torch.Tensor) -> dict[str, np.ndarray]:
     """Per-image similarity of two (N, H, W) map batches, every metric in METRICS; rank and HOG correlations are
-    NaN for an image where either map is constant (see `degenerate_maps`)."""
+    NaN for an image where either map is constant (see `degenerate_maps`), HOG also for maps smaller than one HOG
+    cell (a 1-D signal as a (1, L) map has no oriented gradients to bin)."""
     a, b = first.detach().float().cpu().numpy(), second.detach().float().cpu().numpy()
     if a.shape != b.shape or a.ndim != 3:
         raise ValueError(f"need two (N, H, W) map batches of one shape, got {a.shape} and {b.shape}")
@@ -71,7 +72,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
+    if a.size == 0 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
 
