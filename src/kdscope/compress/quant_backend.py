@@ -140,9 +140,11 @@ class CompiledInt8(nn.Module):
     """The reference graph compiled by Inductor (weight freezing on) so that it runs on int8 kernels.
 
     It always runs without autograd: compiled inference graphs serve every call, and gradients come from the
-    fake-quant twin. Inductor picks kernels per batch-size range (1, 2-15, 16+), so a call in a new range compiles
-    once more (seconds); `warm_up` covers all three. Strided 1x1 convolutions are compiled as unit-stride ones on
-    a strided slice of their input (`unit_stride_1x1`), which keeps the kernels deterministic on AVX2 CPUs."""
+    fake-quant twin. Inductor picks kernels per batch-size range (1, 2-15, 16+) and compiles a range on its
+    first call (about 10 s for a small CNN on two cores), so loading costs nothing and a model compiles only the
+    ranges it is run in; `warm_up` compiles all three ahead (for timings). Strided 1x1 convolutions are compiled
+    as unit-stride ones on a strided slice of their input (`unit_stride_1x1`), which keeps the kernels
+    deterministic on AVX2 CPUs."""
 
     def __init__(self, reference: fx.GraphModule) -> None:
         super().__init__()
@@ -216,7 +218,7 @@ def _kernel_size(module: fx.GraphModule, weight: object) -> tuple[int, ...] | No
 
 
 def warm_up(module: nn.Module, example: torch.Tensor) -> None:
-    """Compile now, for every batch-size range, rather than on the user's first calls."""
+    """Compile every batch-size range now, so that no later call (a timed one) includes compiling."""
     with torch.no_grad(), quiet():
         for batch in (1, 2, 16):
             module(example[:1].expand(batch, *example.shape[1:]).contiguous())

@@ -94,7 +94,7 @@ def quantize(
         raise ValueError(f"no layer of {parent.name} was quantized; int8 needs Conv2d or Linear layers")
     # From here on, the graph a saved archive loads as: this int8 model and one loaded from `out` are the same.
     reference = backend.round_trip(reference, example)
-    int8 = int8_subject(reference, example, name=name, parent=parent,
+    int8 = int8_subject(reference, name=name, parent=parent,
                         metadata={"compression": {"int8": {**asdict(config), "quantized_layers": quantized,
                                                            "float_layers": floating}}})
     lineage = Lineage(name=name, parent=parent.name, method=f"quantize:int8_{config.mode}",
@@ -110,11 +110,10 @@ def quantize(
     return result
 
 
-def int8_subject(reference: fx.GraphModule, example: torch.Tensor, *, name: str, parent: Subject | None = None,
+def int8_subject(reference: fx.GraphModule, *, name: str, parent: Subject | None = None,
                  metadata: dict | None = None, **subject_kwargs: object) -> Subject:
     """Wrap a reference int8 graph: the compiled int8 model runs it, its fake-quant twin gives gradients."""
     lowered = backend.lower(reference)
-    backend.warm_up(lowered, example)
     if parent is not None:
         mean, std = normalisation(parent)
         subject_kwargs = {"mean": mean, "std": std, "class_names": parent.class_names, **subject_kwargs}
@@ -181,14 +180,11 @@ def save_int8(path: str | Path, subject: Subject, reference: fx.GraphModule, exa
     return archive
 
 
-def load_int8(path: str | Path, metadata: dict, *, trust: bool = False) -> tuple[nn.Module, nn.Module]:
+def load_int8(path: str | Path, *, trust: bool = False) -> tuple[nn.Module, nn.Module]:
     """(compiled int8 model, fake-quant twin) from NAME.pt2, loaded without running code from it unless trusted."""
     archive = checkpoint_paths(path)[0].with_suffix(".pt2")
     reference = backend.load(archive, trust=trust)
-    lowered = backend.lower(reference)
-    example = torch.zeros(2, *metadata.get("example_shape", (3, 32, 32)))
-    backend.warm_up(lowered, example)
-    return lowered, backend.fake_quant_twin(reference)
+    return backend.lower(reference), backend.fake_quant_twin(reference)
 
 
 def _listed(values: torch.Tensor | None) -> list[float] | None:

@@ -92,10 +92,12 @@ def _hog(image: np.ndarray, cell: int = 4, bins: int = 9) -> np.ndarray:
     orientation = np.rad2deg(np.arctan2(gy, gx)) % 180
     index = np.minimum((orientation / (180 / bins)).astype(int), bins - 1)
     rows, cols = image.shape[0] // cell, image.shape[1] // cell
-    histogram = np.zeros((rows, cols, bins))
-    for r in range(rows):
-        for c in range(cols):
-            window = np.s_[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell]
-            histogram[r, c] = np.bincount(index[window].ravel(), magnitude[window].ravel(), minlength=bins)
-    blocks = [histogram[r:r + 2, c:c + 2].ravel() for r in range(rows - 1) for c in range(cols - 1)]
-    return np.concatenate([b / np.sqrt((b ** 2).sum() + 1e-12) for b in blocks]) if blocks else histogram.ravel()
+    cell_of = (np.arange(rows * cell)[:, None] // cell) * cols + np.arange(cols * cell)[None, :] // cell
+    within = np.s_[:rows * cell, :cols * cell]
+    histogram = np.bincount((cell_of * bins + index[within]).ravel(), magnitude[within].ravel().astype(np.float64),
+                            minlength=rows * cols * bins).reshape(rows, cols, bins)
+    if rows < 2 or cols < 2:
+        return histogram.ravel()
+    blocks = np.stack([histogram[:-1, :-1], histogram[:-1, 1:], histogram[1:, :-1], histogram[1:, 1:]], axis=2)
+    blocks = blocks.reshape((rows - 1) * (cols - 1), 4 * bins)
+    return (blocks / np.sqrt((blocks ** 2).sum(axis=1, keepdims=True) + 1e-12)).ravel()

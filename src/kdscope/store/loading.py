@@ -153,7 +153,7 @@ def _from_checkpoint(path: Path, weights: str | Path | None,
             raise ValueError(f"{path} is an int8 archive with its own weights; weights= does not apply to it")
         from kdscope.compress.quantize import load_int8
 
-        model, twin = load_int8(path, meta, trust=trust)
+        model, twin = load_int8(path, trust=trust)
         return model, meta, twin
     model = _with_compression(_network(path, meta, trust), meta.get("compression") or {})
     state = load_state_dict(weights or path)
