@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from kdscope.core.stats import bootstrap_ci
 
@@ -19,3 +20,21 @@ def test_bootstrap_custom_statistic_and_errors():
         bootstrap_ci(np.array([]))
     with pytest.raises(ValueError):
         bootstrap_ci(np.ones(3), confidence=1.0)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_spearman_rows_equal_scipy_per_row(ties):
+    from scipy.stats import rankdata, spearmanr
+
+    from kdscope.core.stats import average_ranks, spearman_rows
+
+    rng = np.random.default_rng(3)
+    a, b = rng.random((6, 40)), rng.random((6, 40))
+    if ties:
+        a, b = np.round(a * 4), np.round(b * 3)
+        a[2] = 1.0  # a constant row has no ranking
+    np.testing.assert_array_equal(average_ranks(torch.from_numpy(a)).numpy(), rankdata(a, axis=1))
+    got = spearman_rows(torch.from_numpy(a), torch.from_numpy(b))
+    expected = [spearmanr(x, y).statistic if np.ptp(x) and np.ptp(y) else np.nan for x, y in zip(a, b)]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    assert np.isnan(got[2]) == ties

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
-from kdscope.core.stats import bootstrap_ci
+from kdscope.core.stats import bootstrap_ci, spearman_rows
 from kdscope.core.subject import Subject
 from kdscope.explainers import explain
 
@@ -33,8 +32,7 @@ def top_k_iou(first: torch.Tensor, second: torch.Tensor, fraction: float = 0.2) 
 
 
 def spearman(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
-    a, b = first.flatten(1).cpu().numpy(), second.flatten(1).cpu().numpy()
-    return np.array([spearmanr(x, y).statistic if np.ptp(x) and np.ptp(y) else 0.0 for x, y in zip(a, b)])
+    return np.nan_to_num(spearman_rows(first, second), nan=0.0)
 
 
 def gradcam_maps(subject: Subject, x: torch.Tensor, y: torch.Tensor, layer: str | None = None) -> torch.Tensor:

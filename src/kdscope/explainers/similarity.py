@@ -7,7 +7,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-from scipy.stats import spearmanr
+
+from kdscope.core.stats import spearman_rows
 
 METRICS = ("spearman_abs", "spearman_signed", "ssim", "hog")
 
@@ -27,9 +28,12 @@ def map_similarity(first: torch.Tensor, second: torch.Tensor) -> dict[str, np.nd
     if a.shape != b.shape or a.ndim != 3:
         raise ValueError(f"need two (N, H, W) map batches of one shape, got {a.shape} and {b.shape}")
     result = {name: np.empty(len(a)) for name in METRICS}
+    magnitude_a, magnitude_b = np.abs(a), np.abs(b)
+    result["spearman_abs"] = spearman_rows(torch.from_numpy(magnitude_a), torch.from_numpy(magnitude_b))
+    unsigned = (a >= 0).all() and (b >= 0).all()  # then the signed ranking is the same ranking
+    result["spearman_signed"] = (result["spearman_abs"].copy() if unsigned else
+                                 spearman_rows(torch.from_numpy(a), torch.from_numpy(b)))
     for i in range(len(a)):
-        result["spearman_abs"][i] = _spearman(np.abs(a[i]), np.abs(b[i]))
-        result["spearman_signed"][i] = _spearman(a[i], b[i])
         ua, ub = _unit(np.abs(a[i])), _unit(np.abs(b[i]))
         result["ssim"][i] = ssim(ua, ub)
         result["hog"][i] = _pearson(_hog(ua), _hog(ub))
@@ -63,12 +67,6 @@ def relevance_mass(maps: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
     positive = maps.detach().clamp(min=0).flatten(1).cpu().double()
     inside = (positive * masks.flatten(1).cpu().double()).sum(1)
     return (inside / positive.sum(1).clamp(min=1e-12)).numpy()
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(spearmanr(a.ravel(), b.ravel()).statistic)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
