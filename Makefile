@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_real_models.py
 	$(BIN)/python bench/bench_scale.py memory --stages predictions,cka,cams,explanations,gallery
+	$(BIN)/python bench/bench_scale.py memory --codes streaming
+	$(BIN)/python bench/bench_scale.py resnet18
 	$(BIN)/python bench/bench_scale.py world
 
 clean:

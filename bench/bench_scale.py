@@ -10,6 +10,7 @@ The plan has every stage, with Grad-CAM as the explainer, FGSM for the transfer 
 10,000 images fit in a bench's time on two cores.
 
     python bench/bench_scale.py memory            # N = 1,000 and 10,000 at 64x64, now and before
+    python bench/bench_scale.py memory --codes streaming   # the same, this release only (every stage)
     python bench/bench_scale.py resnet18          # ResNet-18-sized teacher at 224x224, N = 1,000
     python bench/bench_scale.py world             # world size 1 vs 2 (gloo), identical results.json
     python bench/bench_scale.py gpu               # audit images/s on one GPU
@@ -164,12 +165,12 @@ def previous_code() -> Path:
     return tree / "src"
 
 
-def memory(limit_gb: float, stages: str) -> list[str]:
-    now, before = ROOT / "src", previous_code()
-    rows = {(code, n): run(n, "small", python_path=path, limit_gb=limit_gb, stages=stages)
-            for code, path in (("streaming", now), ("before", before)) for n in (1000, 10000)}
+def memory(limit_gb: float, stages: str, codes: tuple[str, ...]) -> list[str]:
+    paths = {"streaming": lambda: ROOT / "src", "before": previous_code}
+    rows = {(code, n): run(n, "small", python_path=paths[code](), limit_gb=limit_gb, stages=stages)
+            for code in codes for n in (1000, 10000)}
     lines = ["| code | N = 1,000 | N = 10,000 | ratio | time 1,000 | time 10,000 |", "|---|---|---|---|---|---|"]
-    for code in ("streaming", "before"):
+    for code in codes:
         small, large = rows[(code, 1000)], rows[(code, 10000)]
         why = "over the limit" if large["killed_over_limit"] else "failed"
         large_text = (f"{large['peak_rss_gb']:.2f} GB" if large["ok"] else
@@ -228,19 +229,22 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--memory-limit", type=float, default=16.0, help="GB of resident memory before a run stops")
     parser.add_argument("--stages", default="", help="comma-separated audit stages (default: all)")
+    parser.add_argument("--codes", default="streaming,before",
+                        help="memory: which code to run, this release ('streaming') and/or the one before it")
     args = parser.parse_args()
     if args.what == "worker":
         worker(args)
         return
     from timing import cpu_model
 
-    lines = {"memory": lambda: memory(args.memory_limit, args.stages),
+    lines = {"memory": lambda: memory(args.memory_limit, args.stages, tuple(args.codes.split(","))),
              "resnet18": lambda: resnet18(args.memory_limit), "world": lambda: world(args.memory_limit),
              "gpu": lambda: resnet18(args.memory_limit, device="cuda")}[args.what]()
     text = "\n".join([f"CPU: {cpu_model()}", "", *lines])
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"scale_{args.what}.md").write_text(text + "\n")
+    suffix = "_all_stages" if args.what == "memory" and not args.stages else ""
+    (RESULTS / f"scale_{args.what}{suffix}.md").write_text(text + "\n")
 
 
 if __name__ == "__main__":
