@@ -203,9 +203,13 @@ def world(limit_gb: float, images: int = 300) -> list[str]:
     """The same audit in one process and in two (torchrun, gloo), one thread each: results.json compared."""
     out = Path("/tmp/kdscope-world")
     out.mkdir(exist_ok=True)
+    for stale in out.glob("*.json"):
+        stale.unlink()
     one = run(images, "small", python_path=ROOT / "src", limit_gb=limit_gb, threads=1, json_out=out / "one.json")
     two = run(images, "small", python_path=ROOT / "src", limit_gb=limit_gb, threads=1, json_out=out / "two.json",
               launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"))
+    if not (one["ok"] and two["ok"]):
+        raise SystemExit(f"an audit failed: {one['last_output'] or two['last_output']}")
     same = _without_timings(out / "one.json") == _without_timings(out / "two.json")
     passes = {s["stages"]: float(s["seconds"]) for s in two["stages"]}
     return ["| processes | seconds in all | " + " | ".join(f"{s['stages']} (s)" for s in one["stages"]) +
@@ -242,6 +246,8 @@ def main() -> None:
     parser.add_argument("--codes", default="streaming,before",
                         help="memory: which code to run, this release ('streaming') and/or the one before it")
     args = parser.parse_args()
+    if not set(args.codes.split(",")) <= {"streaming", "before"} or "streaming" not in args.codes.split(","):
+        parser.error("--codes takes 'streaming' or 'streaming,before'")
     if args.what == "worker":
         worker(args)
         return

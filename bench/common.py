@@ -10,7 +10,7 @@ from kdscope import ImageSet, Subject
 from kdscope.demo import DemoRecipe, train_models
 from kdscope.store.loading import load_subject
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # the repository root, which holds tests/peers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, which holds tests/peers
 from tests.peers.grad_cam_modules import grad_cam_modules  # noqa: E402
 
 __all__ = ["demo_setting", "grad_cam_modules"]

@@ -67,7 +67,7 @@ def test_torchscript_models_on_an_image_folder_gate_on_checks(user_files, tmp_pa
     assert "TorchScript" in cams["methods"]["gradcam"]["student"]["unavailable"]
     assert "cosine" in cams["methods"]["gradient"]["student"]
     assert results["stages"]["cka"]["grids"]["student"] == {"unavailable": no_layers("teacher")}
-    # The same audit with other checks: its stages come from the cache, the checks are judged anew.
+    # The same audit (same plan and batch size, so its stage cache applies) judged against other checks.
     failing = _audit(user_files, tmp_path, "--checks", "top1_agreement >= 101%", "--checks", "cam_agreement >= 0.6",
                      "--batch-size", "5")
     assert failing.exit_code == 1

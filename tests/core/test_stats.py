@@ -38,3 +38,14 @@ def test_spearman_rows_equal_scipy_per_row(ties):
     expected = [spearmanr(x, y).statistic if np.ptp(x) and np.ptp(y) else np.nan for x, y in zip(a, b)]
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
     assert np.isnan(got[2]) == ties
+
+
+def test_spearman_rows_is_nan_where_a_row_holds_nan_and_refuses_other_shapes():
+    from kdscope.core.stats import spearman_rows
+
+    a = torch.tensor([[1.0, float("nan"), 3.0, 2.0], [float("nan")] * 4, [1.0, 2.0, 3.0, 4.0]])
+    b = torch.tensor([[1.0, 2.0, 3.0, 4.0]] * 3)
+    got = spearman_rows(a, b, chunk=2)
+    assert np.isnan(got[:2]).all() and got[2] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="one shape"):
+        spearman_rows(a[:1], b)

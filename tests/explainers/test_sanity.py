@@ -72,6 +72,41 @@ def test_exported_and_torchscript_models_expose_the_same_layers_as_the_module():
     assert torch.equal(exported.fc.weight, reference.fc.weight)
 
 
+class _EveryConvolution(nn.Module):
+    """One layer of each convolution kind, and a Conv2d with padding='same' (its own aten overload in a graph)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.same = nn.Conv2d(3, 4, 3, padding="same")
+        self.up = nn.ConvTranspose2d(4, 4, 2, stride=2)
+        self.gate = nn.Conv1d(1, 1, 3, padding=1)
+        self.volume = nn.Conv3d(1, 2, 1)
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.up(self.same(x))
+        weights = self.gate(x.mean((2, 3)).unsqueeze(1)).sigmoid().squeeze(1)
+        x = self.volume((x * weights[:, :, None, None]).unsqueeze(1))  # (N, 2, 4, H, W)
+        return self.fc(x.mean((2, 3, 4)))
+
+
+def test_every_convolution_kind_is_randomised_in_the_module_and_its_exported_graph():
+    model = _EveryConvolution().eval()
+    expected = ["same", "up", "gate", "volume", "fc"]
+    assert randomizable_layers(model) == expected
+    exported = torch.export.export(model, (torch.rand(2, 3, 8, 8),)).module()
+    assert randomizable_layers(exported) == expected
+    before = {name: p.clone() for name, p in model.named_parameters()}
+    randomize(model, expected, seed=0)
+    assert all(not torch.equal(p, before[name]) for name, p in model.named_parameters())
+
+
+def test_hog_similarity_is_undefined_for_maps_smaller_than_one_cell():
+    line = torch.rand(2, 1, 100, generator=torch.Generator().manual_seed(0))
+    result = map_similarity(line, line.flip(2))
+    assert np.isnan(result["hog"]).all() and np.isfinite(result["spearman_abs"]).all()
+
+
 def test_cascading_and_independent_randomisation_cover_every_layer(tiny_world):
     subject = _subject()
     x, y = tiny_world[1].images(slice(0, 4)), tiny_world[1].targets(slice(0, 4))

@@ -24,7 +24,7 @@ unchanged model's maps against the given ones) has no kdscope step; it is 1 here
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -75,13 +75,6 @@ class ConvNet1DImage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.squeeze(2))
-
-
-@pytest.fixture(autouse=True)
-def _own_rng() -> Iterator[None]:
-    """Quantus reseeds torch's global generator; keep that from leaking into other tests."""
-    with torch.random.fork_rng():
-        yield
 
 
 def _case(name: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:

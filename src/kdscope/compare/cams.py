@@ -32,7 +32,10 @@ def top_k_iou(first: torch.Tensor, second: torch.Tensor, fraction: float = 0.2) 
 
 
 def spearman(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
-    return np.nan_to_num(spearman_rows(first, second), nan=0.0)
+    """Per image, Spearman correlation of two (N, H, W) maps; 0 where either map is constant (no ranking to agree
+    on), NaN where a map holds a NaN."""
+    constant = [(m.flatten(1).amax(1) == m.flatten(1).amin(1)).cpu().numpy() for m in (first, second)]
+    return np.where(constant[0] | constant[1], 0.0, spearman_rows(first, second))
 
 
 def gradcam_maps(subject: Subject, x: torch.Tensor, y: torch.Tensor, layer: str | None = None) -> torch.Tensor:

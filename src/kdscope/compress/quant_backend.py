@@ -31,7 +31,6 @@ CALIBRATIONS = ("minmax", "histogram", "percentile")
 # the reference graph and the twin compute, bit for bit. Activations keep their 8 bits (per-tensor ranges, where
 # precision matters more than in per-channel weights).
 WEIGHT_RANGE = (-64, 63)
-_INDUCTOR_NOISE = "To copy construct from a tensor"
 
 
 @contextlib.contextmanager
@@ -148,14 +147,14 @@ class CompiledInt8(nn.Module):
 
     def __init__(self, reference: fx.GraphModule) -> None:
         super().__init__()
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True
         self.compiled = torch.compile(unit_stride_1x1(reference), dynamic=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_INDUCTOR_NOISE)
+        """A first call in a batch-size range compiles, with weight freezing (the int8 kernels need it; set only
+        during the call, so the user's own Inductor configuration stays as it was) and without its chatter."""
+        import torch._inductor.config as inductor_config
+
+        with torch.no_grad(), quiet(), inductor_config.patch(freezing=True):
             return self.compiled(x)
 
 

@@ -175,7 +175,7 @@ def save_int8(path: str | Path, subject: Subject, reference: fx.GraphModule, exa
     atomic_write(archive, lambda f: backend.save(reference, example, f))
     shell = Subject(nn.Identity(), name=subject.name, role=subject.role, mean=_listed(subject.mean),
                     std=_listed(subject.std), input_range=subject.input_range, class_names=subject.class_names,
-                    metadata={**subject.metadata, "example_shape": list(example.shape[1:])})
+                    metadata=subject.metadata)
     write_metadata(archive, shell)
     return archive
 

@@ -31,8 +31,10 @@ def state_dict_bytes(model: torch.nn.Module) -> int:
 def cpu_latency_ms(subject: Subject, shape: tuple[int, ...], batch: int = 64, repeats: int = 20,
                    budget_s: float = 2.0) -> float | None:
     """Median wall time of one forward pass on a batch (milliseconds); None when the model is not on the CPU.
-    At most `repeats` timed calls, at least 3, and no more once `budget_s` seconds are spent: a ResNet-18 at
-    224x224 takes seconds per batch, and its median needs no more calls than a small CNN's."""
+    At most `repeats` timed calls, at least min(3, repeats), and no new call once `budget_s` seconds are spent: a
+    ResNet-18 at 224x224 takes seconds per batch, and its median needs no more calls than a small CNN's."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     if subject.device.type != "cpu":
         return None
     x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))

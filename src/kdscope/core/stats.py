@@ -49,11 +49,19 @@ def average_ranks(values: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(shared).scatter_(1, order, shared)
 
 
-def spearman_rows(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
-    """Spearman's rank correlation of each row of `first` with the same row of `second` ((N, ...) tensors, rows
-    flattened): the Pearson correlation of their average ranks. NaN where either row is constant (no ranking)."""
-    a, b = average_ranks(first.detach().flatten(1).cpu()), average_ranks(second.detach().flatten(1).cpu())
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    spread = ((a * a).sum(1) * (b * b).sum(1)).sqrt()
-    correlation = (a * b).sum(1) / spread
-    return torch.where(spread > 0, correlation, torch.nan).numpy()
+def spearman_rows(first: torch.Tensor, second: torch.Tensor, *, chunk: int = 32) -> np.ndarray:
+    """Spearman's rank correlation of each row of `first` with the same row of `second` ((N, ...) tensors of one
+    shape, rows flattened): the Pearson correlation of their average ranks. NaN where either row is constant (no
+    ranking) or holds a NaN (as scipy's default). Rows go `chunk` at a time, so memory stays that of a few maps."""
+    if first.shape != second.shape:
+        raise ValueError(f"need two tensors of one shape, got {tuple(first.shape)} and {tuple(second.shape)}")
+    a_all, b_all = first.detach().flatten(1).cpu(), second.detach().flatten(1).cpu()
+    parts = []
+    for start in range(0, len(a_all), chunk):
+        a_raw, b_raw = a_all[start:start + chunk], b_all[start:start + chunk]
+        a, b = average_ranks(a_raw), average_ranks(b_raw)
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        spread = ((a * a).sum(1) * (b * b).sum(1)).sqrt()
+        defined = (spread > 0) & ~(a_raw.isnan().any(1) | b_raw.isnan().any(1))
+        parts.append(torch.where(defined, (a * b).sum(1) / spread, torch.nan))
+    return torch.cat(parts).numpy() if parts else np.empty(0)
