@@ -196,7 +196,9 @@ def resnet18(limit_gb: float, device: str = "cpu") -> list[str]:
     row = run(1000, "resnet18", python_path=ROOT / "src", limit_gb=limit_gb, device=device)
     return [f"ResNet-18 teacher (HuggingFace config, 11.2M parameters) and a zoo student at 224x224, N = 1,000, "
             f"{device}: {'completed' if row['ok'] else 'did not complete'}, peak {row['peak_rss_gb']:.2f} GB, "
-            f"{row['seconds']:.0f} s in all.", ""] + _stage_lines(row)
+            f"{row['seconds']:.0f} s in all.", ""] + _stage_lines(row) + [
+        f"| the rest: sanity, latencies, set-up | - | "
+        f"{row['seconds'] - sum(float(s['seconds']) for s in row['stages']):.0f} | - |"]
 
 
 def world(limit_gb: float, images: int = 300) -> list[str]:
